@@ -1,0 +1,41 @@
+"""One error tree for fastdhcp.
+
+Every error the package raises on purpose derives from :class:`FastDHCPError`, so
+callers can catch the whole family, or one branch of it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FastDHCPError", "DecodeError", "EncodeError"]
+
+
+class FastDHCPError(Exception):
+    """Base class of every error fastdhcp raises on purpose."""
+
+
+class DecodeError(FastDHCPError, ValueError):
+    """Bytes from the wire (or an option value) are malformed.
+
+    ``offset`` is the byte offset in the decoded input where the problem was found,
+    or ``None`` when a typed accessor rejects an option value after decoding (the
+    value may have been assembled from several wire segments, RFC 3396).
+    ``field`` names the header field or option that is wrong.
+    """
+
+    def __init__(self, message: str, *, offset: int | None, field: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.field = field
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the keyword-only attributes across pickling (multiprocessing, logging).
+        return (_rebuild_decode_error, (str(self), self.offset, self.field))
+
+
+def _rebuild_decode_error(message: str, offset: int | None, field: str) -> DecodeError:
+    return DecodeError(message, offset=offset, field=field)
+
+
+class EncodeError(FastDHCPError, ValueError):
+    """A message or frame cannot be encoded: a field is out of range, or the
+    destination buffer is too small."""
