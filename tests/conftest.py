@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 NO_EXTENSIONS = os.environ.get("FASTDHCP_NO_EXTENSIONS") == "1"
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
+CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
 
 
 def load_codec(name: str) -> ModuleType:
