@@ -27,13 +27,13 @@ def load_codec(name: str) -> ModuleType:
     return importlib.import_module("fastdhcp._codec")
 
 
-@pytest.fixture(params=["cython", "python"])
+@pytest.fixture(params=["cython", "python"], scope="session")
 def codec(request: pytest.FixtureRequest) -> ModuleType:
     """One codec implementation; every test using it runs against both."""
     return load_codec(request.param)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def both_codecs() -> tuple[ModuleType, ModuleType]:
     """(cython, python), for tests that compare the two directly."""
     return load_codec("cython"), load_codec("python")

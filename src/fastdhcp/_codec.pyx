@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=True, wraparound=False, cdivision=True
-# cython: auto_pickle=False, embedsignature=True
+# cython: auto_pickle=False, embedsignature=True, binding=True
 """The compiled codec: the same names and errors as ``_codec_py``, only faster.
 
 ``_codec_py`` is the specification; keep the order of checks, the error fields
@@ -14,6 +14,7 @@ every walk over them goes through one bounds-checked cursor (``_cursor_step``).
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Next
+from cpython.dict cimport PyDictProxy_New
 from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy, memset
@@ -336,7 +337,7 @@ cdef class _MessageCore:
             for key in found:
                 found[key] = b"".join(found[key])
         self._optdict = found
-        self._options = MappingProxyType(found) if found else _EMPTY_OPTIONS
+        self._options = PyDictProxy_New(found) if found else _EMPTY_OPTIONS
 
     def _option(self, int code):
         """The raw value of one option, or None; walks the wire image if needed."""

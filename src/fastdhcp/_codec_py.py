@@ -53,15 +53,15 @@ from .spec import (
 )
 
 __all__ = [
-    "Message",
     "Frame",
+    "Message",
+    "build_frame",
+    "build_frame_into",
     "decode",
+    "decode_frame",
     "encode",
     "encode_into",
     "encoded_size",
-    "decode_frame",
-    "build_frame",
-    "build_frame_into",
     "internet_checksum",
 ]
 
@@ -73,21 +73,21 @@ class Message(MessageMixin):
     """A BOOTP/DHCP message: the fixed header fields and the options."""
 
     __slots__ = (
-        "op",
-        "htype",
+        "_ciaddr",
+        "_giaddr",
+        "_siaddr",
+        "_yiaddr",
+        "chaddr",
+        "file",
+        "flags",
         "hlen",
         "hops",
-        "xid",
-        "secs",
-        "flags",
-        "_ciaddr",
-        "_yiaddr",
-        "_siaddr",
-        "_giaddr",
-        "chaddr",
-        "sname",
-        "file",
+        "htype",
+        "op",
         "options",
+        "secs",
+        "sname",
+        "xid",
     )
 
     op: int
@@ -97,6 +97,10 @@ class Message(MessageMixin):
     xid: int
     secs: int
     flags: int
+    _ciaddr: int
+    _yiaddr: int
+    _siaddr: int
+    _giaddr: int
     chaddr: bytes
     sname: bytes
     file: bytes
@@ -121,20 +125,33 @@ class Message(MessageMixin):
         file: bytes = b"",
         options: Any = None,
     ) -> None:
-        self.op = coerce_op(op)
-        self.htype = coerce_u(htype, 8, "htype")
-        self.chaddr, self.hlen = coerce_chaddr(chaddr, hlen)
-        self.hops = coerce_u(hops, 8, "hops")
-        self.xid = coerce_u(xid, 32, "xid")
-        self.secs = coerce_u(secs, 16, "secs")
-        self.flags = coerce_u(flags, 16, "flags")
-        self._ciaddr = coerce_ip(ciaddr, "ciaddr")
-        self._yiaddr = coerce_ip(yiaddr, "yiaddr")
-        self._siaddr = coerce_ip(siaddr, "siaddr")
-        self._giaddr = coerce_ip(giaddr, "giaddr")
-        self.sname = coerce_sname(sname)
-        self.file = coerce_file(file)
-        self.options = MappingProxyType(coerce_options(options))
+        chaddr, hlen = coerce_chaddr(chaddr, hlen)
+        self._fill(
+            op=coerce_op(op),
+            htype=coerce_u(htype, 8, "htype"),
+            hlen=hlen,
+            hops=coerce_u(hops, 8, "hops"),
+            xid=coerce_u(xid, 32, "xid"),
+            secs=coerce_u(secs, 16, "secs"),
+            flags=coerce_u(flags, 16, "flags"),
+            _ciaddr=coerce_ip(ciaddr, "ciaddr"),
+            _yiaddr=coerce_ip(yiaddr, "yiaddr"),
+            _siaddr=coerce_ip(siaddr, "siaddr"),
+            _giaddr=coerce_ip(giaddr, "giaddr"),
+            chaddr=chaddr,
+            sname=coerce_sname(sname),
+            file=coerce_file(file),
+            options=MappingProxyType(coerce_options(options)),
+        )
+
+    def _fill(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Immutable, like the compiled Message: a field changed after the
+        # constructor's checks could encode garbage.
+        raise AttributeError(f"Message is immutable; build a new one to change {name!r}")
 
     @property
     def ciaddr(self) -> IPv4Address:
@@ -257,13 +274,14 @@ def _decode(buf: memoryview, start: int, end: int) -> Message:
     options = {code: b"".join(chunks) for code, chunks in parts.items()}
 
     msg = Message.__new__(Message)
-    msg.op, msg.htype, msg.hlen, msg.hops = op, htype, hlen, hops
-    msg.xid, msg.secs, msg.flags = xid, secs, flags
-    msg._ciaddr, msg._yiaddr, msg._siaddr, msg._giaddr = ciaddr, yiaddr, siaddr, giaddr
-    msg.chaddr = chaddr[:hlen]
-    msg.sname = b"" if overload & OVERLOAD_SNAME else sname.rstrip(b"\x00")
-    msg.file = b"" if overload & OVERLOAD_FILE else file.rstrip(b"\x00")
-    msg.options = MappingProxyType(options) if options else _EMPTY
+    msg._fill(
+        op=op, htype=htype, hlen=hlen, hops=hops, xid=xid, secs=secs, flags=flags,
+        _ciaddr=ciaddr, _yiaddr=yiaddr, _siaddr=siaddr, _giaddr=giaddr,
+        chaddr=chaddr[:hlen],
+        sname=b"" if overload & OVERLOAD_SNAME else sname.rstrip(b"\x00"),
+        file=b"" if overload & OVERLOAD_FILE else file.rstrip(b"\x00"),
+        options=MappingProxyType(options) if options else _EMPTY,
+    )  # fmt: skip
     return msg
 
 
@@ -290,10 +308,17 @@ def _ordered_options(msg: Any) -> list[tuple[int, bytes]]:
     return [item for item in items if item[0] != Option.RELAY_AGENT_INFO] + relay
 
 
+def _checked_message(msg: object) -> Message:
+    if not isinstance(msg, Message):
+        raise TypeError(f"expected a fastdhcp Message, not {type(msg).__name__}")
+    return msg
+
+
 def encoded_size(msg: Any) -> int:
     """The number of bytes :func:`encode` produces for ``msg``."""
+    msg = _checked_message(msg)
     size = HEADER_LEN + 1  # header, cookie and End
-    for _, value in msg.options.items():
+    for value in msg.options.values():
         chunks = max(1, -(-len(value) // MAX_OPTION_CHUNK))
         size += 2 * chunks + len(value)
     return max(size, MIN_MESSAGE_LEN)
@@ -301,14 +326,13 @@ def encoded_size(msg: Any) -> int:
 
 def encode_into(msg: Any, buffer: Any, offset: int = 0) -> int:
     """Encode ``msg`` into a writable buffer at ``offset``; return the bytes written."""
+    msg = _checked_message(msg)
     out = memoryview(buffer).cast("B")
     if out.readonly:
         raise EncodeError("the buffer is read-only")
     size = encoded_size(msg)
     if offset < 0 or offset + size > len(out):
-        raise EncodeError(
-            f"message needs {size} bytes at offset {offset}, buffer holds {len(out)}"
-        )
+        raise EncodeError(f"message needs {size} bytes at offset {offset}, buffer holds {len(out)}")
     _HEADER.pack_into(
         out, offset, msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
         int(msg.ciaddr), int(msg.yiaddr), int(msg.siaddr), int(msg.giaddr),
@@ -344,7 +368,8 @@ def _sum16(data: Any, total: int = 0) -> int:
     data = bytes(data)
     if len(data) % 2:
         data += b"\x00"
-    return total + sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    return total + sum(words)
 
 
 def _fold(total: int) -> int:
@@ -364,10 +389,12 @@ def internet_checksum(data: Any) -> int:
 class Frame(FrameMixin):
     """A decoded Ethernet/IPv4/UDP frame carrying a DHCP message."""
 
-    __slots__ = ("dst_mac", "src_mac", "_src_ip", "_dst_ip", "src_port", "dst_port", "message")
+    __slots__ = ("_dst_ip", "_src_ip", "dst_mac", "dst_port", "message", "src_mac", "src_port")
 
     dst_mac: bytes
     src_mac: bytes
+    _src_ip: int
+    _dst_ip: int
     src_port: int
     dst_port: int
     message: Message
@@ -379,7 +406,6 @@ class Frame(FrameMixin):
     @property
     def dst_ip(self) -> IPv4Address:
         return IPv4Address(self._dst_ip)
-
 
 
 def decode_frame(frame: Any) -> Frame:
@@ -462,7 +488,7 @@ def build_frame_into(
     out = memoryview(buffer).cast("B")
     if out.readonly:
         raise EncodeError("the buffer is read-only")
-    if isinstance(payload, MessageMixin):
+    if isinstance(payload, Message):
         payload_len = encoded_size(payload)
     else:
         payload = memoryview(payload).cast("B")
@@ -473,7 +499,7 @@ def build_frame_into(
     if offset < 0 or offset + size > len(out):
         raise EncodeError(f"frame needs {size} bytes at offset {offset}, buffer holds {len(out)}")
     data = offset + _FRAME_OVERHEAD
-    if isinstance(payload, MessageMixin):
+    if isinstance(payload, Message):
         encode_into(payload, out, data)
     else:
         out[data : data + payload_len] = payload
@@ -497,7 +523,7 @@ def build_frame_into(
 
 def build_frame(payload: Any, **addresses: Any) -> bytes:
     """A new frame around ``payload``; keywords as for :func:`build_frame_into`."""
-    if isinstance(payload, MessageMixin):
+    if isinstance(payload, Message):
         size = _FRAME_OVERHEAD + encoded_size(payload)
     else:
         size = _FRAME_OVERHEAD + len(memoryview(payload).cast("B"))

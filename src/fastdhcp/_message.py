@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import options as _o
 from .errors import EncodeError
 from .spec import (
+    BOOTREPLY,
+    BOOTREQUEST,
     CHADDR_LEN,
     FILE_LEN,
     SNAME_LEN,
-    BOOTREPLY,
-    BOOTREQUEST,
     MessageType,
     Option,
 )
@@ -51,6 +51,13 @@ class MessageMixin:
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+        # Provided by each implementation's Message.
+        @property
+        def chaddr(self) -> bytes: ...
+        @property
+        def options(self) -> Mapping[int, bytes]: ...
 
     def _option(self, code: int) -> bytes | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -102,7 +109,7 @@ class MessageMixin:
     def prefix_length(self) -> int | None:
         """The subnet mask (option 1) as a prefix length."""
         mask = self.subnet_mask
-        return None if mask is None else bin(int(mask)).count("1")
+        return None if mask is None else int(mask).bit_count()
 
     @property
     def routers(self) -> tuple[IPv4Address, ...] | None:
@@ -176,7 +183,7 @@ class MessageMixin:
     # -- value semantics ---------------------------------------------------------------
     def _astuple(self) -> tuple[Any, ...]:
         fixed = tuple(getattr(self, name) for name in _FIXED_FIELDS)
-        return fixed + (dict(getattr(self, "options")),)
+        return fixed + (dict(self.options),)
 
     def __eq__(self, other: object) -> bool:
         # Any object with the message API compares, so that a message from the
@@ -189,12 +196,12 @@ class MessageMixin:
 
     def __repr__(self) -> str:
         parts = [f"{name}={getattr(self, name)!r}" for name in ("op", "xid")]
-        parts.append(f"chaddr={getattr(self, 'chaddr').hex(':')}")
+        parts.append(f"chaddr={self.chaddr.hex(':')}")
         for name in ("ciaddr", "yiaddr", "siaddr", "giaddr"):
             value = getattr(self, name)
             if int(value):
                 parts.append(f"{name}={value}")
-        codes = ",".join(str(code) for code in getattr(self, "options"))
+        codes = ",".join(str(code) for code in self.options)
         parts.append(f"options=[{codes}]")
         return f"Message({' '.join(parts)})"
 

@@ -6,7 +6,7 @@ callers can catch the whole family, or one branch of it.
 
 from __future__ import annotations
 
-__all__ = ["FastDHCPError", "DecodeError", "EncodeError"]
+__all__ = ["DecodeError", "EncodeError", "FastDHCPError"]
 
 
 class FastDHCPError(Exception):

@@ -14,20 +14,24 @@ from .errors import DecodeError, EncodeError
 from .spec import MIN_MAX_MESSAGE_SIZE, MessageType, Option
 
 __all__ = [
-    "parse_address",
-    "parse_address_list",
-    "parse_u16",
-    "parse_u32",
-    "parse_message_type",
-    "parse_text",
-    "parse_code_list",
-    "parse_opaque",
-    "parse_max_message_size",
-    "parse_classless_routes",
-    "parse_relay_agent_info",
     "encode_classless_routes",
     "encode_relay_agent_info",
+    "parse_address",
+    "parse_address_list",
+    "parse_classless_routes",
+    "parse_code_list",
+    "parse_max_message_size",
+    "parse_message_type",
+    "parse_opaque",
+    "parse_relay_agent_info",
+    "parse_text",
+    "parse_u16",
+    "parse_u32",
 ]
+
+
+# Every received packet asks for its type: a dict beats the Enum constructor.
+_MESSAGE_TYPES = {kind.value: kind for kind in MessageType}
 
 
 def _field(code: int) -> str:
@@ -84,19 +88,19 @@ def parse_message_type(code: int, raw: bytes) -> MessageType:
     """RFC 2132 §9.6: one octet, a value from the IANA message type registry."""
     if len(raw) != 1:
         raise _fail(code, f"expected 1 byte, got {len(raw)}")
-    try:
-        return MessageType(raw[0])
-    except ValueError:
-        raise _fail(code, f"unknown DHCP message type {raw[0]}") from None
+    kind = _MESSAGE_TYPES.get(raw[0])
+    if kind is None:
+        raise _fail(code, f"unknown DHCP message type {raw[0]}")
+    return kind
 
 
 def parse_text(code: int, raw: bytes) -> str:
     """An NVT ASCII string of at least one octet: host name (RFC 2132 §3.14), domain
     name (§3.17), message (§9.9). A trailing NUL, which some servers send, is
     dropped; any other control byte or non-ASCII byte is an error."""
-    if not raw:
-        raise _fail(code, "empty string (minimum length is 1)")
     text = raw[:-1] if raw.endswith(b"\x00") else raw
+    if not text:
+        raise _fail(code, "empty string (minimum length is 1)")
     for byte in text:
         if byte < 0x20 or byte > 0x7E:
             raise _fail(code, f"byte 0x{byte:02x} is not printable ASCII")
@@ -146,7 +150,7 @@ def parse_classless_routes(code: int, raw: bytes) -> tuple[tuple[IPv4Network, IP
     return tuple(routes)
 
 
-def encode_classless_routes(routes: "list[tuple[IPv4Network, IPv4Address]]") -> bytes:
+def encode_classless_routes(routes: list[tuple[IPv4Network, IPv4Address]]) -> bytes:
     """The inverse of :func:`parse_classless_routes` (RFC 3442 §3)."""
     out = bytearray()
     for network, router in routes:
@@ -175,7 +179,7 @@ def parse_relay_agent_info(code: int, raw: bytes) -> tuple[tuple[int, bytes], ..
     return tuple(subs)
 
 
-def encode_relay_agent_info(subs: "list[tuple[int, bytes]]") -> bytes:
+def encode_relay_agent_info(subs: list[tuple[int, bytes]]) -> bytes:
     """The inverse of :func:`parse_relay_agent_info` (RFC 3046 §2.0)."""
     out = bytearray()
     for sub_code, value in subs:
