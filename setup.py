@@ -65,8 +65,14 @@ def extensions():
         include_dirs=["csrc"],
         extra_compile_args=STRICT_FLAGS,
     )
+    rawsock = Extension(
+        "fastdhcp._rawsock",
+        sources=["src/fastdhcp/_rawsock.pyx", "csrc/rawsock.c"],
+        include_dirs=["csrc"],
+        extra_compile_args=STRICT_FLAGS,
+    )
     return cythonize(
-        [codec],
+        [codec, rawsock],
         compiler_directives={"language_level": "3"},
         include_path=["src"],
     )

@@ -684,10 +684,12 @@ cdef type _frame_cls = Frame
 cdef PyTypeObject *_frame_type = <PyTypeObject *>Frame
 
 
-def decode_frame(frame):
+def decode_frame(frame, bint verify_udp_checksum=True):
     """Decode Ethernet II + IPv4 + UDP + DHCP, verifying both checksums.
 
-    Offsets in errors are relative to the start of the frame.
+    Offsets in errors are relative to the start of the frame. Pass
+    ``verify_udp_checksum=False`` only for a frame the kernel marked as sent from
+    this host with its checksum left to offload (TP_STATUS_CSUMNOTREADY).
     """
     cdef bytes buf = _as_bytes(frame)
     cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(buf)
@@ -726,7 +728,7 @@ def decode_frame(frame):
     if udp_len < UDP_LEN or udp_len > total - ihl:
         raise DecodeError(f"UDP length {udp_len} does not fit the IPv4 payload",
                           offset=udp + 4, field="udp length")
-    if load_u16(p + udp + 6):  # RFC 768: zero means no checksum
+    if verify_udp_checksum and load_u16(p + udp + 6):  # RFC 768: 0 = none
         if fd_csum_partial(p + udp, udp_len, _pseudo_header_sum(p + ip, <uint16_t>udp_len)) != 0xFFFF:
             raise DecodeError("UDP checksum is wrong", offset=udp + 6, field="udp checksum")
     message = _decode(buf, udp + UDP_LEN, udp + udp_len)

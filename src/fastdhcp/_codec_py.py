@@ -408,10 +408,12 @@ class Frame(FrameMixin):
         return IPv4Address(self._dst_ip)
 
 
-def decode_frame(frame: Any) -> Frame:
+def decode_frame(frame: Any, verify_udp_checksum: bool = True) -> Frame:
     """Decode Ethernet II + IPv4 + UDP + DHCP, verifying both checksums.
 
-    Offsets in errors are relative to the start of the frame.
+    Offsets in errors are relative to the start of the frame. Pass
+    ``verify_udp_checksum=False`` only for a frame the kernel marked as sent from
+    this host with its checksum left to offload (TP_STATUS_CSUMNOTREADY).
     """
     buf = _as_bytes_view(frame)
     n = len(buf)
@@ -444,7 +446,7 @@ def decode_frame(frame: Any) -> Frame:
     if udp_len < UDP_HEADER_LEN or udp_len > total - ihl:
         raise DecodeError(f"UDP length {udp_len} does not fit the IPv4 payload", offset=udp + 4,
                           field="udp length")  # fmt: skip
-    if (buf[udp + 6] << 8) | buf[udp + 7]:  # RFC 768: zero means no checksum
+    if verify_udp_checksum and (buf[udp + 6] << 8) | buf[udp + 7]:  # RFC 768: 0 = none
         # Pseudo-header: source, destination, zero, protocol, UDP length.
         pseudo = _sum16(buf[ip + 12 : ip + 20], IPPROTO_UDP + udp_len)
         if _fold(_sum16(buf[udp : udp + udp_len], pseudo)) != 0xFFFF:

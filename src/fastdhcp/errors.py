@@ -39,3 +39,34 @@ def _rebuild_decode_error(message: str, offset: int | None, field: str) -> Decod
 class EncodeError(FastDHCPError, ValueError):
     """A message or frame cannot be encoded: a field is out of range, or the
     destination buffer is too small."""
+
+
+class InterfaceError(FastDHCPError, OSError):
+    """A packet socket cannot be opened or used on an interface.
+
+    The message names the interface and the cause (no such interface, interface
+    down, no CAP_NET_RAW), and ``errno`` is set when the kernel gave one.
+    """
+
+
+class ProtocolError(FastDHCPError):
+    """A DHCP exchange did not end in a lease (or a renewal)."""
+
+
+class NoAnswerError(ProtocolError, TimeoutError):
+    """No usable answer came back before the deadline. The message says what was
+    sent and what, if anything, came back."""
+
+
+class NakError(ProtocolError):
+    """The server answered DHCPNAK (RFC 2131 §3.1 step 5, §4.3.2). ``server_id``
+    and ``server_message`` (option 56) say who and why."""
+
+    def __init__(self, message: str, *, server_id: str | None, server_message: str | None):
+        super().__init__(message)
+        self.server_id = server_id
+        self.server_message = server_message
+
+
+class AddressRefusedError(ProtocolError):
+    """The server offered an address other than the one the caller required."""

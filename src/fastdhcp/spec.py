@@ -133,3 +133,18 @@ DEFAULT_TTL = 64
 # RFC 768: the largest UDP payload an IPv4 datagram of 65,535 octets can carry.
 MAX_UDP_PAYLOAD = 65535 - IPV4_MIN_HEADER_LEN - UDP_HEADER_LEN
 BROADCAST_MAC = b"\xff" * 6
+
+# --- Retransmission (RFC 2131 §4.1) ---------------------------------------------
+# "...a delay of 4 seconds before the first retransmission... doubled on each
+# subsequent retransmission up to a maximum of 64 seconds... randomized by the
+# value of a uniform random number chosen from the range -1 to +1."
+RETRANSMIT_INITIAL = 4.0
+RETRANSMIT_MAX = 64.0
+RETRANSMIT_JITTER = 1.0
+
+# RFC 2132 §9.10: what we tell servers we accept (an Ethernet MTU's worth).
+CLIENT_MAX_MESSAGE_SIZE = 1500
+
+# The options a client asks for (RFC 2132 §9.8): mask, router, DNS, domain,
+# broadcast address, lease time, server id, T1, T2, classless routes (RFC 3442).
+DEFAULT_PARAMETER_REQUEST_LIST = bytes((1, 3, 6, 15, 28, 51, 54, 58, 59, 121))

@@ -102,6 +102,7 @@ def test_compiled_module_matches_its_stub() -> None:
             "-m",
             "mypy.stubtest",
             "fastdhcp._codec",
+            "fastdhcp._rawsock",
             "--allowlist",
             str(ROOT / "tests" / "stubtest-allowlist.txt"),
         ],

@@ -1,0 +1,195 @@
+# cython: language_level=3, boundscheck=True, wraparound=False
+# cython: auto_pickle=False, embedsignature=True, binding=True
+"""The compiled packet socket: AF_PACKET with the BPF filter, batch receive
+(recvmmsg) and batch send (sendmmsg).
+
+``_rawsock_py`` is its pure-Python twin, with the same names and errors. The
+system calls themselves are in csrc/rawsock.c.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport uint8_t, uint32_t
+from posix.unistd cimport close as c_close
+
+import errno as _errno
+import os
+
+from . import bpf, iface
+from .errors import InterfaceError
+
+cdef extern from "rawsock.h" nogil:
+    int fd_packet_socket()
+    int fd_attach_filter(int fd, const void *program, unsigned short count)
+    int fd_bind_all(int fd, int ifindex)
+    int fd_drain(int fd)
+    int fd_set_promiscuous(int fd, int ifindex, int on)
+    int fd_enable_auxdata(int fd)
+    int fd_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned count, uint32_t *lengths,
+                      uint8_t *pending)
+    int fd_send_batch(int fd, int ifindex, const uint8_t *const *frames,
+                      const uint32_t *lengths, unsigned count)
+
+cdef enum:
+    FD_MAX_BATCH = 256  # as in csrc/rawsock.c
+
+__all__ = ["RawSocket", "open_error"]
+
+cdef bytes _FILTER = bpf.pack(bpf.DHCP_CLIENT_FILTER)
+cdef bytes _MATCH_NOTHING = bpf.pack(bpf.MATCH_NOTHING)
+
+
+def open_error(int err, str ifname, str step):
+    """An InterfaceError that names the interface and the cause."""
+    if err in (_errno.EPERM, _errno.EACCES):
+        return InterfaceError(err, f"opening a packet socket on {ifname} needs CAP_NET_RAW "
+                                   "(run as root, or grant the capability)")
+    if err == _errno.ENODEV:
+        return InterfaceError(err, f"no such interface: {ifname}")
+    if err == _errno.ENETDOWN:
+        return InterfaceError(err, f"interface {ifname} is down")
+    return InterfaceError(err, f"{step} on {ifname} failed: {os.strerror(err)}")
+
+
+cdef class RawSocket:
+    """One packet socket on one interface, for DHCP replies only."""
+
+    cdef int _fd
+    cdef readonly str ifname
+    cdef readonly int ifindex
+    cdef readonly bytes mac
+    cdef readonly unsigned batch
+    cdef readonly size_t snaplen
+    cdef readonly bint promiscuous
+    cdef uint8_t *_rx
+    cdef uint32_t *_lengths
+    cdef uint8_t *_pending
+
+    def __cinit__(self):
+        self._fd = -1
+        self._rx = NULL
+        self._lengths = NULL
+        self._pending = NULL
+
+    def __init__(self, str ifname, *, bint promiscuous=False, unsigned batch=64,
+                 size_t snaplen=2048):
+        info = iface.require_up(ifname)
+        if not 1 <= batch <= FD_MAX_BATCH:
+            raise ValueError(f"batch must be 1..{FD_MAX_BATCH}")
+        self.ifname = ifname
+        self.ifindex = info.index
+        self.mac = info.mac
+        self.batch = batch
+        self.snaplen = snaplen
+        self.promiscuous = False
+        self._rx = <uint8_t *>PyMem_Malloc(batch * snaplen)
+        self._lengths = <uint32_t *>PyMem_Malloc(batch * sizeof(uint32_t))
+        self._pending = <uint8_t *>PyMem_Malloc(batch)
+        if self._rx == NULL or self._lengths == NULL or self._pending == NULL:
+            raise MemoryError()
+        fd = fd_packet_socket()
+        if fd < 0:
+            raise open_error(-fd, ifname, "socket()")
+        self._fd = fd
+        # libpcap set_kernel_filter(): a match-nothing filter first, then bind, then
+        # drain, then the real filter, so that no unfiltered frame is ever read.
+        self._check(fd_attach_filter(fd, PyBytes_AS_STRING(_MATCH_NOTHING),
+                                     len(bpf.MATCH_NOTHING)), "attaching the BPF filter")
+        self._check(fd_enable_auxdata(fd), "enabling PACKET_AUXDATA")
+        self._check(fd_bind_all(fd, self.ifindex), "bind()")
+        fd_drain(fd)
+        self._check(fd_attach_filter(fd, PyBytes_AS_STRING(_FILTER),
+                                     len(bpf.DHCP_CLIENT_FILTER)), "attaching the BPF filter")
+        if promiscuous:
+            self.set_promiscuous(True)
+
+    cdef _check(self, int result, str step):
+        if result < 0:
+            err = -result
+            self.close()
+            raise open_error(err, self.ifname, step)
+
+    def set_promiscuous(self, bint on):
+        """Receive frames for every MAC, for servers that ignore the broadcast flag."""
+        cdef int result = fd_set_promiscuous(self._live(), self.ifindex, on)
+        if result < 0:
+            raise open_error(-result, self.ifname, "setting promiscuous mode")
+        self.promiscuous = on
+
+    cdef int _live(self) except -1:
+        if self._fd < 0:
+            raise InterfaceError(_errno.EBADF, f"the packet socket on {self.ifname} is closed")
+        return self._fd
+
+    def fileno(self):
+        return self._fd
+
+    def recv_batch(self):
+        """Up to ``batch`` queued frames, as (frame bytes, checksum pending) pairs;
+        an empty list when none are queued. ``checksum pending`` is True for a
+        frame whose UDP checksum the sender left to offload (TP_STATUS_CSUMNOTREADY):
+        verify everything in it but that checksum."""
+        cdef int fd = self._live()
+        cdef int got
+        cdef int i
+        with nogil:
+            got = fd_recv_batch(fd, self._rx, self.snaplen, self.batch, self._lengths,
+                                self._pending)
+        if got < 0:
+            raise open_error(-got, self.ifname, "recvmmsg()")
+        return [(PyBytes_FromStringAndSize(<char *>self._rx + i * self.snaplen, self._lengths[i]),
+                 self._pending[i] != 0) for i in range(got)]
+
+    def send_batch(self, frames):
+        """Send a sequence of frames; return how many the kernel took (fewer than
+        all when its queue is full: send the rest later)."""
+        cdef int fd = self._live()
+        cdef Py_ssize_t n = len(frames), i
+        cdef const uint8_t **pointers
+        cdef uint32_t *lengths
+        cdef int sent
+        if n == 0:
+            return 0
+        if n > FD_MAX_BATCH:
+            n = FD_MAX_BATCH
+        pointers = <const uint8_t **>PyMem_Malloc(n * sizeof(uint8_t *))
+        lengths = <uint32_t *>PyMem_Malloc(n * sizeof(uint32_t))
+        try:
+            if pointers == NULL or lengths == NULL:
+                raise MemoryError()
+            for i in range(n):
+                frame = frames[i]
+                if type(frame) is not bytes:
+                    raise TypeError("frames must be bytes")
+                pointers[i] = <const uint8_t *>PyBytes_AS_STRING(frame)
+                lengths[i] = <uint32_t>PyBytes_GET_SIZE(frame)
+            # `frames` keeps every bytes object alive while the kernel reads them.
+            sent = fd_send_batch(fd, self.ifindex, pointers, lengths, <unsigned>n)
+        finally:
+            PyMem_Free(pointers)
+            PyMem_Free(lengths)
+        if sent < 0:
+            raise open_error(-sent, self.ifname, "sendmmsg()")
+        return sent
+
+    def send(self, bytes frame):
+        """Send one frame; False if the kernel's queue is full."""
+        return self.send_batch((frame,)) == 1
+
+    def close(self):
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            c_close(self._fd)
+        PyMem_Free(self._rx)
+        PyMem_Free(self._lengths)
+        PyMem_Free(self._pending)

@@ -1,0 +1,63 @@
+"""Facts about a network interface, read with ioctls on a socket.
+
+ioctls answer for the caller's own network namespace, which /sys does not
+always do (it shows the namespace that mounted it). Both socket paths use this.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import socket
+import struct
+from dataclasses import dataclass
+
+from .errors import InterfaceError
+
+# linux/sockios.h and linux/if.h
+SIOCGIFFLAGS = 0x8913
+SIOCGIFHWADDR = 0x8927
+IFF_UP = 0x1
+IFNAMSIZ = 16
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    index: int
+    mac: bytes
+    up: bool
+
+
+def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
+    packed = struct.pack("16s24x", name.encode())
+    return fcntl.ioctl(sock.fileno(), request, packed)
+
+
+def lookup(name: str) -> Interface:
+    """Index, MAC and up/down state of ``name``; InterfaceError if it is absent."""
+    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name:
+        raise InterfaceError(errno.EINVAL, f"{name!r} is not a valid interface name")
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        raise InterfaceError(errno.ENODEV, f"no such interface: {name}") from None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            flags = struct.unpack_from("H", _ifreq(sock, SIOCGIFFLAGS, name), 16)[0]
+            hwaddr = _ifreq(sock, SIOCGIFHWADDR, name)[18:24]
+        except OSError as exc:
+            raise InterfaceError(
+                exc.errno, f"cannot read interface {name}: {exc.strerror}"
+            ) from None
+    return Interface(name=name, index=index, mac=bytes(hwaddr), up=bool(flags & IFF_UP))
+
+
+def require_up(name: str) -> Interface:
+    """Like :func:`lookup`, and the interface must be administratively up."""
+    info = lookup(name)
+    if not info.up:
+        raise InterfaceError(
+            errno.ENETDOWN, f"interface {name} is down: bring it up with 'ip link set {name} up'"
+        )
+    return info
