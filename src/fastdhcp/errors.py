@@ -48,6 +48,10 @@ class InterfaceError(FastDHCPError, OSError):
     down, no CAP_NET_RAW), and ``errno`` is set when the kernel gave one.
     """
 
+    def __str__(self) -> str:
+        # The message already says what errno means, in words an operator can act on.
+        return str(self.strerror)
+
 
 class ProtocolError(FastDHCPError):
     """A DHCP exchange did not end in a lease (or a renewal)."""

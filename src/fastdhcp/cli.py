@@ -1,0 +1,92 @@
+"""The ``fastdhcp`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .engine import EngineConfig, probe
+from .errors import FastDHCPError
+
+_PROBE_FIELDS = ("subnet", "router", "server_id", "lease_time", "dns", "domain", "offered")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastdhcp",
+        description="Docker IPAM from the LAN's own DHCP server.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastdhcp {__version__}")
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "probe",
+        help="ask the DHCP server on IFACE what it would offer (DISCOVER only)",
+        description=(
+            "Send a DHCPDISCOVER from a throwaway MAC on IFACE and print what the first "
+            "DHCPOFFER says: subnet, router, server, lease time, DNS. Never requests "
+            "the address, so nothing is leased."
+        ),
+    )
+    p.add_argument("interface", metavar="IFACE")
+    p.add_argument("--timeout", type=_positive, default=10.0, help="seconds (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--promiscuous",
+        action="store_true",
+        help="also receive unicast replies, for servers that ignore the broadcast flag",
+    )
+    return parser
+
+
+def _probe(args: argparse.Namespace) -> int:
+    # Retransmit faster than RFC 2131's 4 s: a probe is interactive, and its
+    # deadline is short.
+    config = EngineConfig(retransmit_initial=min(2.0, args.timeout / 4), timeout=args.timeout)
+    report = asyncio.run(
+        probe(args.interface, timeout=args.timeout, config=config, promiscuous=args.promiscuous)
+    )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key in _PROBE_FIELDS:
+            value = report[key]
+            if isinstance(value, list):
+                value = ", ".join(value) or "-"
+            print(f"{key:<11}{'-' if value is None else value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "probe":
+            return _probe(args)
+    except FastDHCPError as exc:
+        print(f"fastdhcp {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The packet socket on a real veth: what the kernel filter lets through, batch
+send and receive, and the errors an operator sees. Both implementations."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import lab
+import pytest
+
+from fastdhcp import codec
+from fastdhcp.errors import InterfaceError
+
+pytestmark = pytest.mark.root
+
+SERVER_MAC = b"\x02\x00\x00\x00\x00\x02"
+
+
+@pytest.fixture(params=["cython", "python"])
+def rawsock(request: pytest.FixtureRequest) -> ModuleType:
+    if request.param == "cython":
+        if os.environ.get("FASTDHCP_NO_EXTENSIONS") == "1":
+            pytest.skip("FASTDHCP_NO_EXTENSIONS=1: the compiled socket is not under test")
+        return importlib.import_module("fastdhcp._rawsock")
+    return importlib.import_module("fastdhcp._rawsock_py")
+
+
+def reply_frame(xid: int, *, src_port: int = 67, dst_port: int = 68) -> bytes:
+    message = codec.Message(op=2, xid=xid, chaddr=b"\x02" * 6, options={53: b"\x02"})
+    return codec.build_frame(
+        message, src_mac=SERVER_MAC, src_ip="10.99.0.2", src_port=src_port, dst_port=dst_port
+    )
+
+
+def receive_all(sock: object, seconds: float = 0.5) -> list[tuple[bytes, bool]]:
+    frames: list[tuple[bytes, bool]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frames += sock.recv_batch()  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    return frames
+
+
+def inject(segment: lab.Segment, frames: list[bytes]) -> None:
+    """Send raw frames from the server's side of the veth."""
+    script = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0))\n"
+        "for line in sys.stdin: s.send(bytes.fromhex(line.strip()))\n"
+    )
+    subprocess.run(
+        ["ip", "netns", "exec", segment.netns, sys.executable, "-c", script, segment.server_if],
+        input="\n".join(frame.hex() for frame in frames),
+        text=True,
+        check=True,
+        timeout=20,
+    )
+
+
+def test_the_filter_passes_dhcp_replies_and_nothing_else(
+    rawsock: ModuleType, segment: lab.Segment
+) -> None:
+    good = reply_frame(1)
+    vlan = good[:12] + b"\x81\x00\x00\x05" + good[12:]  # an in-band 802.1Q tag
+    fragment = bytearray(reply_frame(2))
+    fragment[20] |= 0x20  # the more-fragments flag (checksums no longer matter)
+    wrong_ports = [reply_frame(3, src_port=68, dst_port=67), reply_frame(4, dst_port=69)]
+    arp = b"\xff" * 6 + SERVER_MAC + b"\x08\x06" + bytes(28)
+    with rawsock.RawSocket(segment.host_if) as sock:
+        inject(segment, [vlan, bytes(fragment), *wrong_ports, arp, good, good])
+        received = receive_all(sock)
+    assert [frame for frame, _ in received] == [good, good]
+
+
+def test_our_own_frames_never_come_back(rawsock: ModuleType, segment: lab.Segment) -> None:
+    with rawsock.RawSocket(segment.host_if) as sock:
+        # Even a frame shaped like a server reply: it is outgoing, so it is dropped.
+        assert sock.send_batch([reply_frame(5), reply_frame(6)]) == 2
+        assert receive_all(sock) == []
+
+
+def test_batches_of_frames_go_out_in_order(rawsock: ModuleType, segment: lab.Segment) -> None:
+    frames = [reply_frame(xid) for xid in range(1, 301)]
+    capture = (
+        "import socket, sys, time\n"
+        "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))\n"
+        "s.bind((sys.argv[1], 0x0800)); s.settimeout(3); n = 0\n"
+        "try:\n"
+        "    while n < 300: s.recv(2048); n += 1\n"
+        "except OSError: pass\n"
+        "print(n)\n"
+    )
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", segment.netns, sys.executable, "-c", capture, segment.server_if],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    with rawsock.RawSocket(segment.host_if) as sock:
+        sent = 0
+        while sent < len(frames):
+            sent += sock.send_batch(frames[sent:])
+    out, _ = listener.communicate(timeout=10)
+    assert int(out) == 300
+
+
+def test_errors_name_the_interface_and_the_cause(rawsock: ModuleType, segment: lab.Segment) -> None:
+    with pytest.raises(InterfaceError, match="no such interface: fdtnope0"):
+        rawsock.RawSocket("fdtnope0")
+    lab.run("ip", "link", "set", segment.host_if, "down")
+    with pytest.raises(InterfaceError, match=f"interface {segment.host_if} is down"):
+        rawsock.RawSocket(segment.host_if)
+
+
+@pytest.mark.parametrize("module", ["fastdhcp._rawsock", "fastdhcp._rawsock_py"])
+def test_without_cap_net_raw_the_error_says_so(module: str, segment: lab.Segment) -> None:
+    if module == "fastdhcp._rawsock" and os.environ.get("FASTDHCP_NO_EXTENSIONS") == "1":
+        pytest.skip("FASTDHCP_NO_EXTENSIONS=1")
+    package_dir = Path(importlib.import_module("fastdhcp").__file__).parents[1]  # type: ignore[arg-type]
+    code = (
+        f"import {module} as m\n"
+        f"try: m.RawSocket({segment.host_if!r})\n"
+        "except Exception as e: print(type(e).__name__, e)\n"
+    )
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+         sys.executable, "-c", code],
+        capture_output=True, text=True, check=True, timeout=30,
+        env={**os.environ, "PYTHONPATH": str(package_dir)}, cwd="/",
+    )  # fmt: skip
+    assert result.stdout.startswith("InterfaceError"), result.stdout + result.stderr
+    assert f"packet socket on {segment.host_if} needs CAP_NET_RAW" in result.stdout
+
+
+def test_the_default_socket_follows_the_codec_choice() -> None:
+    from fastdhcp import rawsock
+
+    expected = "python" if os.environ.get("FASTDHCP_NO_EXTENSIONS") == "1" else "cython"
+    assert rawsock.IMPLEMENTATION == expected
+    assert socket.AF_PACKET  # the platform has packet sockets at all
