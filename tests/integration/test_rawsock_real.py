@@ -88,27 +88,31 @@ def test_our_own_frames_never_come_back(rawsock: ModuleType, segment: lab.Segmen
 
 def test_batches_of_frames_go_out_in_order(rawsock: ModuleType, segment: lab.Segment) -> None:
     frames = [reply_frame(xid) for xid in range(1, 301)]
+    # The listener reads each frame's xid (BOOTP offset 4, after 42 bytes of
+    # Ethernet, IPv4 and UDP), with a buffer big enough that none is lost there.
     capture = (
-        "import socket, sys, time\n"
+        "import socket, sys\n"
         "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))\n"
-        "s.bind((sys.argv[1], 0x0800)); s.settimeout(3); n = 0\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)\n"
+        "s.bind((sys.argv[1], 0x0800)); s.settimeout(3); xids = []\n"
+        "print('ready', flush=True)\n"
         "try:\n"
-        "    while n < 300: s.recv(2048); n += 1\n"
+        "    while len(xids) < 300: xids.append(int.from_bytes(s.recv(2048)[46:50], 'big'))\n"
         "except OSError: pass\n"
-        "print(n)\n"
+        "print(' '.join(map(str, xids)))\n"
     )
     listener = subprocess.Popen(
         ["ip", "netns", "exec", segment.netns, sys.executable, "-c", capture, segment.server_if],
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)
+    assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
     with rawsock.RawSocket(segment.host_if) as sock:
         sent = 0
         while sent < len(frames):
             sent += sock.send_batch(frames[sent:])
     out, _ = listener.communicate(timeout=10)
-    assert int(out) == 300
+    assert [int(xid) for xid in out.split()] == list(range(1, 301))
 
 
 def test_errors_name_the_interface_and_the_cause(rawsock: ModuleType, segment: lab.Segment) -> None:
