@@ -4,6 +4,7 @@ send and receive, and the errors an operator sees. Both implementations."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import socket
 import subprocess
@@ -149,3 +150,22 @@ def test_the_default_socket_follows_the_codec_choice() -> None:
     expected = "python" if os.environ.get("FASTDHCP_NO_EXTENSIONS") == "1" else "cython"
     assert rawsock.IMPLEMENTATION == expected
     assert socket.AF_PACKET  # the platform has packet sockets at all
+
+
+def _promiscuity(ifname: str) -> int:
+    details = lab.run("ip", "-d", "-j", "link", "show", "dev", ifname).stdout
+    return int(json.loads(details)[0]["promiscuity"])
+
+
+def test_promiscuous_membership_lasts_as_long_as_the_socket(
+    rawsock: ModuleType, segment: lab.Segment
+) -> None:
+    # PACKET_MR_PROMISC is counted per socket and undone by the kernel on close,
+    # so a crashed daemon cannot leave the interface promiscuous.
+    assert _promiscuity(segment.host_if) == 0
+    with rawsock.RawSocket(segment.host_if, promiscuous=True) as sock:
+        assert sock.promiscuous and _promiscuity(segment.host_if) == 1
+        sock.set_promiscuous(False)
+        assert not sock.promiscuous and _promiscuity(segment.host_if) == 0
+        sock.set_promiscuous(True)
+    assert _promiscuity(segment.host_if) == 0
