@@ -8,10 +8,13 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
+from .daemon import DEFAULT_SOCKET, DEFAULT_STATE_DIR, serve
 from .engine import EngineConfig, probe
 from .errors import FastDHCPError
+from .ipam.driver import DriverConfig
 
 _PROBE_FIELDS = ("subnet", "router", "server_id", "lease_time", "dns", "domain", "offered")
 
@@ -51,7 +54,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also receive unicast replies, for servers that ignore the broadcast flag",
     )
+    s = commands.add_parser(
+        "serve",
+        help="serve Docker's IPAM plugin API on a unix socket",
+        description=(
+            "Run the IPAM plugin: dockerd finds it at /run/docker/plugins/fastdhcp.sock. "
+            "Leases live in STATE_DIR and survive restarts."
+        ),
+    )
+    s.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help=f"default {DEFAULT_SOCKET}")
+    s.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"default {DEFAULT_STATE_DIR}"
+    )
+    s.add_argument(
+        "--acquire-timeout",
+        type=_positive,
+        default=30.0,
+        help="seconds a docker run waits for a lease before failing (default 30)",
+    )
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = DriverConfig(acquire_timeout=args.acquire_timeout)
+    asyncio.run(serve(args.socket, args.state_dir, config))
+    return 0
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -80,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "probe":
             return _probe(args)
+        if args.command == "serve":
+            return _serve(args)
     except FastDHCPError as exc:
         print(f"fastdhcp {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ callers can catch the whole family, or one branch of it.
 
 from __future__ import annotations
 
-__all__ = ["DecodeError", "EncodeError", "FastDHCPError"]
+__all__ = ["DecodeError", "EncodeError", "FastDHCPError", "StoreError"]
 
 
 class FastDHCPError(Exception):
@@ -74,3 +74,21 @@ class NakError(ProtocolError):
 
 class AddressRefusedError(ProtocolError):
     """The server offered an address other than the one the caller required."""
+
+
+class IpamError(FastDHCPError):
+    """A Docker IPAM request that fastdhcp refuses; the message is what the user
+    sees in ``docker network create`` or ``docker run``, so it says what to do.
+    ``status`` is the HTTP status the plugin answers with."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StoreError(FastDHCPError):
+    """The lease store cannot be opened, read or changed as asked.
+
+    The message names the store's file (or state dir) and, for a store that cannot
+    be opened, what the operator can do about it.
+    """

@@ -1,0 +1,104 @@
+"""``fastdhcp serve``: the IPAM plugin daemon on its unix socket.
+
+The socket is owner-only. A socket file left by a crash is replaced; one that a
+live process still serves is not. SIGTERM (and SIGINT) stop accepting, let the
+requests in flight finish, and exit; leases are kept, never released, since the
+containers holding them still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from .errors import FastDHCPError
+from .ipam.driver import Driver, DriverConfig
+from .ipam.http import make_app
+from .store import Store
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = Path("/run/docker/plugins/fastdhcp.sock")
+DEFAULT_STATE_DIR = Path("/var/lib/fastdhcp")
+DRAIN_SECONDS = 30.0
+
+
+class DaemonError(FastDHCPError):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def claim_socket(path: Path) -> socket.socket:
+    """A listening unix socket at ``path``, owner-only, replacing a stale file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+                raise DaemonError(f"cannot check {path}: {exc.strerror}") from None
+            _log.info("replacing the stale socket %s", path)
+            path.unlink(missing_ok=True)
+        else:
+            raise DaemonError(
+                f"{path} is served by another running process (another fastdhcp?): "
+                "stop it first, or give --socket another path"
+            )
+        finally:
+            probe.close()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # created 0600: only root (dockerd) may talk to us
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    listener.listen(128)
+    return listener
+
+
+async def serve(
+    socket_path: Path = DEFAULT_SOCKET,
+    state_dir: Path = DEFAULT_STATE_DIR,
+    config: DriverConfig | None = None,
+    *,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT."""
+    store = Store.open(state_dir)
+    driver = Driver(store, config)
+    runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)
+    await runner.setup()
+    listener = claim_socket(socket_path)
+    site = web.SockSite(runner, listener)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _log.info(
+        "fastdhcp serving on %s, state in %s (%d pools, %d leases)",
+        socket_path,
+        state_dir,
+        len(store.pools()),
+        len(store.leases()),
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        _log.info("stopping: finishing the requests in flight; leases are kept")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()  # stops accepting, waits for handlers in flight
+        socket_path.unlink(missing_ok=True)
+        await driver.close()
+        store.close()
+        _log.info("stopped")

@@ -1,0 +1,471 @@
+"""The IPAM driver: Docker's pools and addresses, served from DHCP leases.
+
+One network is one pool, bound to a parent interface and a DHCP subnet. Each
+endpoint's address is a lease taken for the MAC Docker passes, committed to the
+store before Docker hears of it. The driver never touches packet bytes: it talks
+to one ``Engine`` per interface and policy. See ../shared/DOCKER-IPAM-NOTES.md
+for the traps each method handles on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+from .. import iface
+from ..engine import Engine, EngineConfig
+from ..errors import (
+    AddressRefusedError,
+    FastDHCPError,
+    InterfaceError,
+    IpamError,
+    NakError,
+    NoAnswerError,
+    ProtocolError,
+    StoreError,
+)
+from ..lease import Lease
+from ..store import PoolRecord, Store
+from . import options as pool_options
+
+_log = logging.getLogger(__name__)
+
+ADDRESS_SPACE = "fastdhcp"
+MAC_OPTION = "com.docker.network.endpoint.macaddress"
+ENDPOINT_NAME_OPTION = "com.docker.network.endpoint.name"
+REQUEST_TYPE_OPTION = "RequestAddressType"
+GATEWAY_TYPE = "com.docker.network.gateway"
+GATEWAY_DATA = "com.docker.network.gateway"
+# How soon a repeat of the same RequestPool counts as Docker's overlap loop.
+OVERLAP_LOOP_WINDOW = 10.0
+
+
+@dataclass
+class DriverConfig:
+    probe_timeout: float = 10.0  # RequestPool's discovery
+    acquire_timeout: float = 30.0  # RequestAddress: Docker has no client timeout
+    engine: EngineConfig | None = None  # timing for every engine (tests shorten it)
+
+
+async def _open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
+    return await Engine.open(ifname, config, promiscuous=promiscuous)
+
+
+def host_networks(ifname: str) -> list[IPv4Interface]:
+    """The IPv4 addresses the host holds on ``ifname`` (netlink, via pyroute2)."""
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+
+    with IPRoute() as ipr:
+        indexes = ipr.link_lookup(ifname=ifname)
+        if not indexes:
+            return []
+        return [
+            IPv4Interface(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
+            for address in ipr.get_addr(index=indexes[0], family=socket.AF_INET)
+        ]
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise IpamError(f"field {name!r} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _options(body: Mapping[str, Any]) -> dict[str, str]:
+    raw = _field(body, "Options", dict, {})
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise IpamError(f"option {key!r} must be a string, not {type(value).__name__}")
+    return dict(raw)
+
+
+def _parse_mac(text: str) -> bytes:
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(part) == 2 for part in parts):
+        raise IpamError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+    try:
+        return bytes.fromhex("".join(parts))
+    except ValueError:
+        raise IpamError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)") from None
+
+
+def _address_only(text: str, what: str) -> IPv4Address:
+    try:
+        return IPv4Interface(text).ip if "/" in text else IPv4Address(text)
+    except ValueError:
+        raise IpamError(f"{what} {text!r} is not an IPv4 address") from None
+
+
+class Driver:
+    """Docker's IPAM calls, each an ``async`` method taking and returning JSON."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: DriverConfig | None = None,
+        *,
+        open_engine: Callable[..., Any] = _open_engine,
+        host_networks: Callable[[str], list[IPv4Interface]] = host_networks,
+    ) -> None:
+        self.store = store
+        self.config = config or DriverConfig()
+        self._open_engine = open_engine
+        self._host_networks = host_networks
+        self._engines: dict[tuple[Any, ...], Engine] = {}
+        self._engine_locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+        # One exchange per MAC: a retried or concurrent request joins it.
+        self._acquiring: dict[tuple[str, bytes], asyncio.Future[Lease]] = {}
+        # RequestPool calls recently answered, for Docker's overlap loop.
+        self._recent_pools: dict[str, tuple[str, float]] = {}
+
+    async def close(self) -> None:
+        """Close every engine. Leases are kept: they are in the store."""
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+    # -- plugin handshake ---------------------------------------------------------------
+
+    async def capabilities(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"RequiresMACAddress": True, "RequiresRequestReplay": True}
+
+    async def default_address_spaces(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        # One space for both scopes: Docker 27+ then skips its overlap check for
+        # our pools (moby ipams/remote); 20.10 ignores address spaces there.
+        return {
+            "LocalDefaultAddressSpace": ADDRESS_SPACE,
+            "GlobalDefaultAddressSpace": ADDRESS_SPACE,
+        }
+
+    # -- pools ---------------------------------------------------------------------------
+
+    async def request_pool(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        if _field(body, "V6", bool, False):
+            raise IpamError(
+                "fastdhcp leases IPv4 addresses only: create the network without --ipv6 "
+                "(or give IPv6 to another IPAM driver)"
+            )
+        if _field(body, "SubPool", str, ""):
+            raise IpamError(
+                "--ip-range is not supported: the DHCP server decides which addresses "
+                "containers get; narrow its range on the server instead"
+            )
+        space = _field(body, "AddressSpace", str, "")
+        user_pool = _field(body, "Pool", str, "")
+        raw_options = _options(body)
+        opts = pool_options.parse(raw_options)
+        self._check_interface(opts.interface)
+
+        subnet = router = None
+        if user_pool:
+            try:
+                subnet = IPv4Network(user_pool)
+            except ValueError:
+                raise IpamError(f"--subnet {user_pool} is not an IPv4 network") from None
+        try:
+            report = await self._probe(opts)
+        except NoAnswerError as exc:
+            if subnet is None:
+                raise IpamError(
+                    f"no DHCP server answered on {opts.interface}, so the subnet cannot be "
+                    f"discovered: check the server, or give --subnet and --gateway ({exc})",
+                    status=504,
+                ) from None
+            report = None  # the user's subnet stands on its own
+        if report is not None:
+            if report["subnet"] is None:
+                raise IpamError(
+                    f"the DHCP server {report['server_id']} on {opts.interface} sends no subnet "
+                    "mask (option 1): give --subnet and --gateway"
+                )
+            discovered = IPv4Network(report["subnet"])
+            if subnet is not None and subnet != discovered:
+                raise IpamError(
+                    f"--subnet {subnet} disagrees with the DHCP server {report['server_id']} "
+                    f"on {opts.interface}, which serves {discovered}: use --subnet {discovered}"
+                )
+            subnet = discovered
+            router = report["router"]
+        if subnet is None:  # the user's --subnet, or the probe's, set it above
+            raise RuntimeError("RequestPool reached the end without a subnet")
+
+        if not user_pool:
+            self._refuse_overlap_loop(space, raw_options, opts.interface, subnet, router)
+        pool = PoolRecord(
+            pool_id=f"fastdhcp-{uuid.uuid4().hex[:16]}",
+            interface=opts.interface,
+            subnet=str(subnet),
+            gateway=router,
+            options=raw_options,
+            created_at=time.time(),
+        )
+        self.store.add_pool(pool)
+        if not user_pool:
+            self._recent_pools[self._loop_key(space, raw_options)] = (
+                pool.pool_id,
+                time.monotonic(),
+            )
+        data = {}
+        if router is not None:
+            data[GATEWAY_DATA] = f"{router}/{subnet.prefixlen}"
+        _log.info("pool %s: %s on %s, gateway %s", pool.pool_id, subnet, opts.interface, router)
+        return {"PoolID": pool.pool_id, "Pool": str(subnet), "Data": data}
+
+    def _loop_key(self, space: str, raw_options: Mapping[str, str]) -> str:
+        return repr((space, sorted(raw_options.items())))
+
+    def _refuse_overlap_loop(
+        self,
+        space: str,
+        raw_options: Mapping[str, str],
+        interface: str,
+        subnet: IPv4Network,
+        router: str | None,
+    ) -> None:
+        """DOCKER-IPAM-NOTES.md: dockerd 20.10 re-asks, without end, while the pool
+        overlaps a host route. That happens when the parent holds an address in
+        the subnet. Docker 27+ accepts the pool (same global address space). So:
+        answer once; a repeat of the same request while that pool is still held
+        is the loop, and gets the flags that end it."""
+        on_parent = [net for net in self._host_networks(interface) if net.ip in subnet]
+        if not on_parent:
+            return
+        key = self._loop_key(space, raw_options)
+        recent = self._recent_pools.get(key)
+        if recent is None:
+            return
+        pool_id, when = recent
+        if time.monotonic() - when > OVERLAP_LOOP_WINDOW or self.store.get_pool(pool_id) is None:
+            return
+        gateway = f" --gateway {router}" if router else ""
+        raise IpamError(
+            f"{interface} holds the host address {on_parent[0]} in the DHCP subnet {subnet}, "
+            "and this Docker cannot accept a discovered pool that overlaps a host route. "
+            f"Give it explicitly: add --subnet {subnet}{gateway} to docker network create"
+        )
+
+    async def release_pool(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        pool_id = _field(body, "PoolID", str, "")
+        if self.store.get_pool(pool_id) is None:
+            _log.info("release of unknown pool %r: nothing to do", pool_id)
+            return {}
+        try:
+            self.store.remove_pool(pool_id)
+        except StoreError as exc:
+            raise IpamError(f"cannot release pool {pool_id}: {exc}", status=409) from None
+        for key, (recent_id, _) in list(self._recent_pools.items()):
+            if recent_id == pool_id:
+                del self._recent_pools[key]
+        _log.info("pool %s released", pool_id)
+        return {}
+
+    # -- addresses --------------------------------------------------------------------------
+
+    async def request_address(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        pool_id = _field(body, "PoolID", str, "")
+        wanted_text = _field(body, "Address", str, "")
+        wanted = _address_only(wanted_text, "Address") if wanted_text else None
+        options = _options(body)
+        pool = self._pool(pool_id)
+        subnet = IPv4Network(pool.subnet)
+
+        if options.get(REQUEST_TYPE_OPTION) == GATEWAY_TYPE:
+            return {"Address": self._gateway(pool, subnet, wanted), "Data": {}}
+
+        mac_text = options.get(MAC_OPTION)
+        if not mac_text:
+            # Docker's replay after a restart carries the address, not the MAC.
+            if wanted is not None:
+                held = self.store.lease_by_address(str(wanted))
+                if held is not None and held[0] == pool.pool_id:
+                    return {"Address": f"{wanted}/{subnet.prefixlen}", "Data": {}}
+            raise IpamError(
+                "no MAC address in the request: fastdhcp leases addresses per MAC, and "
+                "Docker sends one when the plugin requires it (RequiresMACAddress)"
+                + (f"; no lease for {wanted} is held in this pool" if wanted else "")
+            )
+        mac = _parse_mac(mac_text)
+        if wanted is not None and wanted not in subnet:
+            raise IpamError(f"--ip {wanted} is outside the network's subnet {subnet}")
+        lease = await self._lease_for(pool, mac, wanted, options)
+        return {"Address": f"{lease.address}/{subnet.prefixlen}", "Data": {}}
+
+    def _gateway(self, pool: PoolRecord, subnet: IPv4Network, wanted: IPv4Address | None) -> str:
+        if pool.gateway is None:
+            if wanted is None:
+                raise IpamError(
+                    f"the DHCP server on {pool.interface} names no router: give --gateway"
+                )
+            return f"{wanted}/{subnet.prefixlen}"
+        if wanted is not None and wanted != IPv4Address(pool.gateway):
+            raise IpamError(
+                f"--gateway {wanted} disagrees with the DHCP server's router {pool.gateway}: "
+                f"use --gateway {pool.gateway}"
+            )
+        return f"{pool.gateway}/{subnet.prefixlen}"
+
+    async def _lease_for(
+        self, pool: PoolRecord, mac: bytes, wanted: IPv4Address | None, options: Mapping[str, str]
+    ) -> Lease:
+        held = self.store.lease_by_mac(pool.pool_id, mac)
+        if held is not None and (wanted is None or held.address == wanted):
+            return held  # a retry, or a replay with the MAC: the same lease
+        key = (pool.pool_id, mac)
+        running = self._acquiring.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        self._acquiring[key] = future
+        try:
+            lease = await self._acquire(pool, mac, wanted, options)
+            future.set_result(lease)
+            return lease
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: joiners re-raise it themselves
+            raise
+        finally:
+            del self._acquiring[key]
+
+    async def _acquire(
+        self, pool: PoolRecord, mac: bytes, wanted: IPv4Address | None, options: Mapping[str, str]
+    ) -> Lease:
+        opts = pool_options.parse(pool.options)
+        engine = await self._engine(opts)
+        endpoint = options.get(ENDPOINT_NAME_OPTION) or None
+        client_id = None
+        if opts.client_id == "mac":
+            client_id = b"\x01" + mac  # RFC 2132 §9.14: type 1, Ethernet
+        elif opts.client_id == "endpoint" and endpoint:
+            client_id = b"\x00" + endpoint.encode()
+        hostname = endpoint if opts.hostname_from_endpoint and endpoint else None
+        started = time.monotonic()
+        try:
+            lease = await engine.acquire(
+                mac,
+                client_id=client_id,
+                hostname=hostname,
+                vendor_class=opts.vendor_class,
+                requested_ip=wanted,
+                timeout=self.config.acquire_timeout,
+            )
+        except AddressRefusedError as exc:
+            raise IpamError(
+                f"the DHCP server would not lease {wanted}: {exc}", status=409
+            ) from None
+        except NakError as exc:
+            raise IpamError(f"the DHCP server refused the lease: {exc}", status=409) from None
+        except NoAnswerError as exc:
+            raise IpamError(
+                f"no lease for {mac.hex(':')} from the DHCP server on {pool.interface}: {exc}",
+                status=504,
+            ) from None
+        except ValueError as exc:
+            raise IpamError(str(exc)) from None
+        except ProtocolError as exc:
+            raise IpamError(str(exc), status=502) from None
+        if lease.address not in IPv4Network(pool.subnet):
+            await engine.release(lease)
+            raise IpamError(
+                f"the DHCP server leased {lease.address}, outside the network's subnet "
+                f"{pool.subnet}; released it",
+                status=502,
+            )
+        try:
+            self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
+        except StoreError as exc:
+            await engine.release(lease)
+            raise IpamError(
+                f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
+            ) from None
+        _log.info(
+            "leased %s to %s from %s in %.3f s",
+            lease.address,
+            mac.hex(":"),
+            lease.server_id,
+            time.monotonic() - started,
+        )
+        return lease
+
+    async def release_address(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        pool_id = _field(body, "PoolID", str, "")
+        text = _field(body, "Address", str, "")
+        address = _address_only(text, "Address")
+        pool = self.store.get_pool(pool_id)
+        if pool is not None and pool.gateway is not None and address == IPv4Address(pool.gateway):
+            return {}  # the gateway is the router's address, never ours to release
+        held = self.store.lease_by_address(str(address))
+        if held is None or held[0] != pool_id:
+            # Docker retries releases, and releases on every stop: not an error.
+            _log.info("release of %s in pool %s: no lease held, nothing to do", address, pool_id)
+            return {}
+        _, lease = held
+        if pool is not None:
+            try:
+                engine = await self._engine(pool_options.parse(pool.options))
+                await engine.release(lease)
+            except (FastDHCPError, OSError) as exc:
+                # The server lets an unrenewed lease expire; Docker needs no error.
+                _log.warning("DHCPRELEASE of %s not sent (%s); it will expire", address, exc)
+        self.store.remove_lease(str(address))
+        _log.info("released %s of %s", address, lease.mac.hex(":"))
+        return {}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _pool(self, pool_id: str) -> PoolRecord:
+        pool = self.store.get_pool(pool_id)
+        if pool is None:
+            raise IpamError(
+                f"unknown pool {pool_id!r}: this network was not created by this fastdhcp "
+                "(or its state dir was reset); recreate the network",
+                status=404,
+            )
+        return pool
+
+    def _check_interface(self, ifname: str) -> None:
+        try:
+            iface.require_up(ifname)
+        except InterfaceError as exc:
+            raise IpamError(f"--ipam-opt dhcp_interface={ifname}: {exc}") from None
+
+    async def _probe(self, opts: pool_options.PoolOptions) -> dict[str, Any]:
+        engine = await self._engine(opts)
+        try:
+            return await engine.probe(timeout=self.config.probe_timeout)
+        except InterfaceError as exc:
+            raise IpamError(str(exc)) from None
+
+    async def _engine(self, opts: pool_options.PoolOptions) -> Engine:
+        key = (opts.interface, opts.broadcast, opts.dhcp_server, opts.promiscuous)
+        engine = self._engines.get(key)
+        if engine is not None:
+            return engine
+        lock = self._engine_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                base = self.config.engine or EngineConfig()
+                config = EngineConfig(
+                    **{
+                        **base.__dict__,
+                        "broadcast": opts.broadcast,
+                        "server_id": opts.dhcp_server,
+                    }
+                )
+                try:
+                    engine = await self._open_engine(opts.interface, config, opts.promiscuous)
+                except InterfaceError as exc:
+                    raise IpamError(f"--ipam-opt dhcp_interface={opts.interface}: {exc}") from None
+                self._engines[key] = engine
+        return engine

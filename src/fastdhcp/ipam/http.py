@@ -1,0 +1,116 @@
+"""Docker's remote IPAM API over HTTP on a unix socket (aiohttp).
+
+Every call is a POST with a JSON body (empty for the calls that take no
+argument). Every failure is a non-2xx status with ``{"Err": message}``: Docker
+reads ``Err`` from a failed reply, and a 200 carrying an error would count as a
+success (DOCKER-IPAM-NOTES.md, "Errors: an easy trap").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import FastDHCPError, IpamError
+from .driver import MAC_OPTION, Driver
+
+_log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # 1 MiB: Docker's requests are a few hundred bytes
+CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
+DRIVER_KEY: web.AppKey[Driver] = web.AppKey("driver", Driver)
+
+Handler = Callable[[Driver, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _reply(payload: Mapping[str, Any], status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(payload).encode(), content_type=CONTENT_TYPE)
+
+
+def _error(message: str, status: int) -> web.Response:
+    return _reply({"Err": message}, status)
+
+
+async def _body(request: web.Request) -> Mapping[str, Any]:
+    # Docker sends application/vnd.docker.plugins.v1.2+json (or no type at all
+    # with an empty body); anything that is not JSON is refused.
+    kind = request.content_type
+    if request.can_read_body and kind not in ("application/octet-stream",) and "json" not in kind:
+        raise IpamError(f"expected a JSON body, not {kind}", status=415)
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IpamError(f"malformed JSON in the request: {exc}") from None
+    if not isinstance(body, dict):
+        raise IpamError(f"the request must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def serve(request: web.Request) -> web.Response:
+        started = time.monotonic()
+        body: Mapping[str, Any] = {}
+        try:
+            body = await _body(request)
+            result = await handler(request.app[DRIVER_KEY], body)
+            response = _reply(result)
+        except IpamError as exc:
+            response = _error(str(exc), exc.status)
+        except web.HTTPRequestEntityTooLarge:
+            response = _error(f"the request is larger than {MAX_BODY} bytes", 413)
+        except FastDHCPError as exc:
+            response = _error(str(exc), 500)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the daemon down
+            _log.exception("%s failed", request.path)
+            response = _error(f"internal error in fastdhcp: {exc!r} (see its log)", 500)
+        options = body.get("Options") if isinstance(body, dict) else None
+        mac = options.get(MAC_OPTION) if isinstance(options, dict) else None
+        outcome = json.loads(response.body) if isinstance(response.body, bytes) else {}
+        _log.info(
+            "%s mac=%s address=%s -> %d %s (%.3f s)",
+            request.path.removeprefix("/IpamDriver."),
+            mac or "-",
+            body.get("Address") or outcome.get("Address") or "-",
+            response.status,
+            outcome.get("Err", "ok"),
+            time.monotonic() - started,
+        )
+        return response
+
+    return serve
+
+
+async def _activate(driver: Driver, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Implements": ["IpamDriver"]}
+
+
+ROUTES: dict[str, Handler] = {
+    "/Plugin.Activate": _activate,
+    "/IpamDriver.GetCapabilities": Driver.capabilities,
+    "/IpamDriver.GetDefaultAddressSpaces": Driver.default_address_spaces,
+    "/IpamDriver.RequestPool": Driver.request_pool,
+    "/IpamDriver.ReleasePool": Driver.release_pool,
+    "/IpamDriver.RequestAddress": Driver.request_address,
+    "/IpamDriver.ReleaseAddress": Driver.release_address,
+}
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return _error(f"unknown endpoint {request.method} {request.path}", 404)
+
+
+def make_app(driver: Driver) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[DRIVER_KEY] = driver
+    for path, handler in ROUTES.items():
+        app.router.add_post(path, _endpoint(handler))
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app

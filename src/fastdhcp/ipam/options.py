@@ -1,0 +1,84 @@
+"""The ``--ipam-opt`` keys a fastdhcp network accepts, parsed and checked once
+at ``docker network create`` (RequestPool), so that a typo fails there and not at
+the first ``docker run``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from ..errors import IpamError
+
+# Every key, with the one-line help that error messages quote.
+KEYS = {
+    "dhcp_interface": "the parent interface on the DHCP server's segment (required)",
+    "dhcp_server": "accept offers only from this DHCP server (its IPv4 address)",
+    "vendor_class": "send this vendor class identifier (option 60)",
+    "hostname": "'endpoint': send the endpoint name as host name (option 12; Docker 29+)",
+    "client_id": "'mac' or 'endpoint': the client identifier (option 61) to send",
+    "broadcast": "'true' (default) or 'false': ask servers to broadcast replies",
+    "promiscuous": "'true' or 'false' (default): receive replies sent to any MAC",
+}
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    interface: str
+    dhcp_server: IPv4Address | None = None
+    vendor_class: bytes | None = None
+    hostname_from_endpoint: bool = False
+    client_id: str | None = None  # None, "mac" or "endpoint"
+    broadcast: bool = True
+    promiscuous: bool = False
+
+
+def _boolean(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise IpamError(f"--ipam-opt {key}={value!r}: expected true or false")
+
+
+def parse(options: Mapping[str, str]) -> PoolOptions:
+    """PoolOptions from Docker's RequestPool ``Options``; IpamError names the key."""
+    unknown = sorted(set(options) - set(KEYS))
+    if unknown:
+        known = ", ".join(sorted(KEYS))
+        raise IpamError(f"unknown --ipam-opt {', '.join(unknown)}; fastdhcp knows: {known}")
+    interface = options.get("dhcp_interface", "").strip()
+    if not interface:
+        raise IpamError(
+            "fastdhcp needs the parent interface: add --ipam-opt dhcp_interface=IFACE "
+            "(the interface on the DHCP server's segment, usually macvlan's parent)"
+        )
+    server = None
+    if "dhcp_server" in options:
+        try:
+            server = IPv4Address(options["dhcp_server"].strip())
+        except ValueError:
+            raise IpamError(
+                f"--ipam-opt dhcp_server={options['dhcp_server']!r} is not an IPv4 address"
+            ) from None
+    vendor = options.get("vendor_class")
+    if vendor is not None and not (vendor and vendor.isascii() and vendor.isprintable()):
+        raise IpamError(f"--ipam-opt vendor_class={vendor!r}: give printable ASCII text")
+    hostname = options.get("hostname")
+    if hostname not in (None, "endpoint"):
+        raise IpamError(f"--ipam-opt hostname={hostname!r}: the only value is 'endpoint'")
+    client_id = options.get("client_id")
+    if client_id not in (None, "mac", "endpoint"):
+        raise IpamError(f"--ipam-opt client_id={client_id!r}: expected 'mac' or 'endpoint'")
+    return PoolOptions(
+        interface=interface,
+        dhcp_server=server,
+        vendor_class=None if vendor is None else vendor.encode("ascii"),
+        hostname_from_endpoint=hostname == "endpoint",
+        client_id=client_id,
+        broadcast=_boolean("broadcast", options["broadcast"]) if "broadcast" in options else True,
+        promiscuous=(
+            _boolean("promiscuous", options["promiscuous"]) if "promiscuous" in options else False
+        ),
+    )

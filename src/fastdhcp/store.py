@@ -1,0 +1,479 @@
+"""The durable pool and lease store: one SQLite file in the state dir.
+
+Docker tells the plugin too little to rebuild its state: ReleaseAddress and the
+start-up replay of RequestAddress carry only the address, never the MAC, and only
+RequestPool carries the user's options (DOCKER-IPAM-NOTES.md). So every pool and
+every lease the plugin holds is written here before Docker hears about it, and a
+restarted plugin finds each lease by its address.
+
+The store is synchronous and every call is short; asyncio callers run it with
+``asyncio.to_thread``. One connection serves all threads, behind one lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, Self
+
+from .errors import StoreError
+from .lease import Lease
+
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "PoolRecord", "Store"]
+
+DB_NAME = "leases.sqlite3"
+SCHEMA_VERSION = 1  # PRAGMA user_version of the schema below
+BUSY_TIMEOUT_MS = 5000  # WAL readers never block the writer; a second writer or a WAL recovery may
+
+# MIGRATIONS[n] takes a store from user_version n - 1 to n, in one transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE pools (
+            pool_id    TEXT PRIMARY KEY,
+            interface  TEXT NOT NULL,
+            subnet     TEXT NOT NULL,      -- CIDR
+            gateway    TEXT,
+            options    TEXT NOT NULL,      -- JSON object: the user's --ipam-opt map
+            created_at REAL NOT NULL
+        )""",
+        # One row per address: an address is leased at most once. No ON DELETE
+        # CASCADE: remove_pool() refuses while a pool holds leases.
+        """CREATE TABLE leases (
+            address      TEXT PRIMARY KEY,
+            pool_id      TEXT NOT NULL REFERENCES pools (pool_id),
+            mac          BLOB NOT NULL,
+            client_id    BLOB,
+            hostname     TEXT,
+            vendor_class BLOB,
+            server_id    TEXT NOT NULL,
+            server_mac   BLOB NOT NULL,
+            prefix_len   INTEGER,
+            router       TEXT,
+            dns          TEXT NOT NULL,    -- JSON list of addresses
+            domain       TEXT,
+            routes       TEXT NOT NULL,    -- JSON list of [network, gateway]
+            lease_time   INTEGER NOT NULL,
+            t1           REAL NOT NULL,
+            t2           REAL NOT NULL,
+            bound_at     REAL NOT NULL,
+            state        TEXT NOT NULL DEFAULT 'bound',
+            UNIQUE (pool_id, mac)
+        )""",
+    ),
+}
+
+LEASE_COLUMNS = (
+    "address",
+    "pool_id",
+    "mac",
+    "client_id",
+    "hostname",
+    "vendor_class",
+    "server_id",
+    "server_mac",
+    "prefix_len",
+    "router",
+    "dns",
+    "domain",
+    "routes",
+    "lease_time",
+    "t1",
+    "t2",
+    "bound_at",
+    "state",
+)
+SQL_SELECT_LEASES = f"SELECT {', '.join(LEASE_COLUMNS)} FROM leases"
+# A renewal rewrites the row of its address in place, all but address, pool_id and
+# mac (put_lease has checked that those match). Any other conflict, such as
+# UNIQUE (pool_id, mac), raises.
+SQL_UPSERT_LEASE = (
+    f"INSERT INTO leases ({', '.join(LEASE_COLUMNS)})"
+    f" VALUES ({', '.join(':' + column for column in LEASE_COLUMNS)})"
+    " ON CONFLICT (address) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in LEASE_COLUMNS[3:])
+)
+SQL_SELECT_POOLS = "SELECT pool_id, interface, subnet, gateway, options, created_at FROM pools"
+SQL_INSERT_POOL = (
+    "INSERT INTO pools (pool_id, interface, subnet, gateway, options, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+RECOVERY_HINT = (
+    "fastdhcp will not start on it. Restore it from a backup, or move it aside (with its"
+    " -wal and -shm files) to start with an empty store; fastdhcp never empties a store"
+    " by itself"
+)
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """A pool as Docker's RequestPool created it. ``options`` are the user's
+    ``--ipam-opt`` strings: a replayed RequestPool may carry them again, but
+    nothing else (ReleasePool, RequestAddress) does."""
+
+    pool_id: str
+    interface: str
+    subnet: str  # CIDR, e.g. "192.168.1.0/24"
+    gateway: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+
+    def differences(self, other: PoolRecord) -> list[str]:
+        """What differs, but for created_at, which a replayed RequestPool cannot know."""
+        return [
+            f"{name} {getattr(self, name)!r}, not {getattr(other, name)!r}"
+            for name in ("interface", "subnet", "gateway", "options")
+            if getattr(self, name) != getattr(other, name)
+        ]
+
+
+class Store:
+    """Pools and leases in ``<state_dir>/leases.sqlite3``. Create it with
+    :meth:`open`; every mutating call has committed when it returns."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+        self.path = path
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike[str], *, readonly: bool = False) -> Self:
+        """Open (or, unless ``readonly``, create) the store in ``state_dir``.
+
+        A store that is corrupt, not fastdhcp's, or from a newer fastdhcp raises
+        StoreError and is left exactly as it was found."""
+        path = Path(state_dir) / DB_NAME
+        if readonly:
+            if not path.is_file():
+                raise StoreError(f"{path}: no lease store here (`fastdhcp serve` creates it)")
+            target, uri = path.resolve().as_uri() + "?mode=ro", True
+        else:
+            _prepare_files(Path(state_dir), path)
+            target, uri = str(path), False
+        try:
+            conn = sqlite3.connect(
+                target,
+                uri=uri,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the lease store: {exc}") from exc
+        try:
+            _check_and_migrate(conn, path, readonly)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, readonly)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- pools ---------------------------------------------------------------------
+
+    def add_pool(self, pool: PoolRecord) -> None:
+        """Record a pool. The same pool_id again with the same content is a no-op
+        (Docker replays RequestPool at start-up); with other content, StoreError."""
+        with self._write("add pool") as conn:
+            row = conn.execute(f"{SQL_SELECT_POOLS} WHERE pool_id = ?", (pool.pool_id,))
+            existing = row.fetchone()
+            if existing is not None:
+                differences = _row_pool(existing).differences(pool)
+                if differences:
+                    raise StoreError(
+                        f"{self.path}: pool {pool.pool_id!r} exists with {'; '.join(differences)}"
+                    )
+                return
+            conn.execute(
+                SQL_INSERT_POOL,
+                (
+                    pool.pool_id,
+                    pool.interface,
+                    pool.subnet,
+                    pool.gateway,
+                    json.dumps(pool.options, sort_keys=True),
+                    pool.created_at,
+                ),
+            )
+
+    def get_pool(self, pool_id: str) -> PoolRecord | None:
+        rows = self._read(f"{SQL_SELECT_POOLS} WHERE pool_id = ?", (pool_id,))
+        return _row_pool(rows[0]) if rows else None
+
+    def pools(self) -> list[PoolRecord]:
+        return [_row_pool(row) for row in self._read(f"{SQL_SELECT_POOLS} ORDER BY pool_id")]
+
+    def remove_pool(self, pool_id: str) -> bool:
+        """Forget a pool; False if there was none. Refuses while the pool holds
+        leases: they would lose the pool that says which interface renews them."""
+        with self._write("remove pool") as conn:
+            held = [
+                row[0]
+                for row in conn.execute("SELECT address FROM leases WHERE pool_id = ?", (pool_id,))
+            ]
+            if held:
+                shown = ", ".join(sorted(held, key=IPv4Address)[:5])
+                more = f" and {len(held) - 5} more" if len(held) > 5 else ""
+                raise StoreError(
+                    f"{self.path}: pool {pool_id!r} still holds {len(held)}"
+                    f" lease(s): {shown}{more}; release them first"
+                )
+            return conn.execute("DELETE FROM pools WHERE pool_id = ?", (pool_id,)).rowcount > 0
+
+    # -- leases --------------------------------------------------------------------
+
+    def put_lease(self, pool_id: str, lease: Lease) -> None:
+        """Insert the lease of its address, or update it in place (a renewal).
+
+        Raises StoreError, changing nothing, if the pool does not exist, if the
+        address is held by another MAC or in another pool, or if this MAC already
+        holds another address in this pool: Docker gives a container a new MAC on
+        each start and the plugin releases the old lease first, so a second address
+        for one MAC is a bug to report, not a lease to replace silently."""
+        address = str(lease.address)
+        with self._write("put lease") as conn:
+            if conn.execute("SELECT 1 FROM pools WHERE pool_id = ?", (pool_id,)).fetchone() is None:
+                raise StoreError(f"{self.path}: no pool {pool_id!r} for lease {address}")
+            held = conn.execute(
+                "SELECT pool_id, mac FROM leases WHERE address = ?", (address,)
+            ).fetchone()
+            if held is not None and (held[0], held[1]) != (pool_id, lease.mac):
+                raise StoreError(
+                    f"{self.path}: {address} is held by {bytes(held[1]).hex(':')}"
+                    f" in pool {held[0]!r}"
+                )
+            other = conn.execute(
+                "SELECT address FROM leases WHERE pool_id = ? AND mac = ? AND address != ?",
+                (pool_id, lease.mac, address),
+            ).fetchone()
+            if other is not None:
+                raise StoreError(
+                    f"{self.path}: {lease.mac.hex(':')} already holds {other[0]}"
+                    f" in pool {pool_id!r}; remove that lease first"
+                )
+            conn.execute(SQL_UPSERT_LEASE, _lease_params(pool_id, lease))
+
+    def lease_by_address(self, address: IPv4Address | str) -> tuple[str, Lease] | None:
+        rows = self._read(f"{SQL_SELECT_LEASES} WHERE address = ?", (str(IPv4Address(address)),))
+        return _row_lease(rows[0]) if rows else None
+
+    def lease_by_mac(self, pool_id: str, mac: bytes) -> Lease | None:
+        rows = self._read(f"{SQL_SELECT_LEASES} WHERE pool_id = ? AND mac = ?", (pool_id, mac))
+        return _row_lease(rows[0])[1] if rows else None
+
+    def leases(self, pool_id: str | None = None) -> list[tuple[str, Lease]]:
+        """Every lease (of one pool), ordered by pool then address."""
+        if pool_id is None:
+            rows = self._read(SQL_SELECT_LEASES)
+        else:
+            rows = self._read(f"{SQL_SELECT_LEASES} WHERE pool_id = ?", (pool_id,))
+        return sorted((_row_lease(row) for row in rows), key=lambda pl: (pl[0], pl[1].address))
+
+    def remove_lease(self, address: IPv4Address | str) -> bool:
+        """Forget the lease of an address; False if there was none (Docker retries)."""
+        with self._write("remove lease") as conn:
+            cur = conn.execute("DELETE FROM leases WHERE address = ?", (str(IPv4Address(address)),))
+            return cur.rowcount > 0
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        return self._conn
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed before the caller returns. BEGIN
+        IMMEDIATE takes the write lock first, so the checks made inside it hold
+        until COMMIT."""
+        with self._lock:
+            conn = self._connection()
+            if self.readonly:
+                raise StoreError(f"{self.path}: cannot {what}: the store is open read-only")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
+                raise
+
+
+def _prepare_files(state_dir: Path, path: Path) -> None:
+    """Create the state dir (0700) and an empty store file (0600) if missing.
+    SQLite gives its -wal and -shm files the mode of the database file."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True)
+        state_dir.chmod(0o700)  # mkdir's mode is masked by the umask
+    except FileExistsError:
+        if not state_dir.is_dir():
+            raise StoreError(f"state dir {state_dir} exists and is not a directory") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create state dir {state_dir}: {exc.strerror}") from exc
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"state dir {state_dir} is not writable; fastdhcp keeps its leases"
+            " there (run as its owner, or choose another --state-dir)"
+        )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if not os.access(path, os.R_OK | os.W_OK):
+            # SQLite would quietly open it read-only, and fail at the first write.
+            raise StoreError(f"{path}: the lease store is not writable") from None
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the lease store: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _check_and_migrate(conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+    """Refuse a store that is not sound, then bring its schema up to date.
+
+    Nothing here writes before the checks pass: a damaged file stays as it was,
+    for the operator (or a backup tool) to deal with."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    except sqlite3.OperationalError as exc:  # locked, no permission, I/O: not the file's fault
+        raise StoreError(
+            f"{path}: cannot read the lease store ({exc}); check that no other"
+            " program holds it locked and that fastdhcp may read it"
+        ) from exc
+    except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        raise StoreError(f"{path}: the lease store is unreadable ({exc}); {RECOVERY_HINT}") from exc
+    if problems != ["ok"]:
+        detail = "; ".join(problems[:3])
+        raise StoreError(f"{path}: the lease store is corrupt ({detail}); {RECOVERY_HINT}")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: written by a newer fastdhcp (schema {version}; this one"
+            f" knows {SCHEMA_VERSION}); upgrade fastdhcp"
+        )
+    try:
+        if readonly:
+            if version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: not a fastdhcp lease store, or not yet one (schema {version});"
+                    " `fastdhcp serve` creates or upgrades it"
+                )
+            return
+        conn.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:
+            _migrate(conn, path)
+        # WAL lets `fastdhcp leases` read while `serve` writes. In WAL mode,
+        # synchronous=NORMAL syncs only at checkpoints, so a power cut can undo
+        # commits the plugin already reported to Docker; FULL syncs the WAL at every
+        # commit, so a lease Docker was told about survives a power cut. Commits are
+        # rare (one per lease or renewal), so the cost of an fsync each is small.
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(
+                f"{path}: SQLite cannot use WAL here (journal mode {mode});"
+                " put the state dir on a local filesystem"
+            )
+        conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot prepare the lease store: {exc}") from exc
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema up to SCHEMA_VERSION in one transaction. Everything is
+    decided under the write lock, since another opener may be creating the store
+    at the same moment (its half-written file is not a foreign one)."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]  # a write txn would make page 1
+    conn.execute("BEGIN IMMEDIATE")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    # Pages without a schema version are another program's database. And SQLite
+    # takes a file shorter than one page for an empty one: never write over either.
+    if version == 0 and (pages > 0 or path.stat().st_size > 0):
+        conn.execute("ROLLBACK")
+        raise StoreError(f"{path}: not a fastdhcp lease store; {RECOVERY_HINT}")
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")
+
+
+def _lease_params(pool_id: str, lease: Lease) -> dict[str, Any]:
+    return {
+        "address": str(lease.address),
+        "pool_id": pool_id,
+        "mac": lease.mac,
+        "client_id": lease.client_id,
+        "hostname": lease.hostname,
+        "vendor_class": lease.vendor_class,
+        "server_id": str(lease.server_id),
+        "server_mac": lease.server_mac,
+        "prefix_len": lease.prefix_len,
+        "router": None if lease.router is None else str(lease.router),
+        "dns": json.dumps([str(server) for server in lease.dns]),
+        "domain": lease.domain,
+        "routes": json.dumps([[str(net), str(gw)] for net, gw in lease.routes]),
+        "lease_time": lease.lease_time,
+        "t1": lease.t1,
+        "t2": lease.t2,
+        "bound_at": lease.bound_at,
+        "state": "bound",
+    }
+
+
+def _row_lease(row: tuple[Any, ...]) -> tuple[str, Lease]:
+    col = dict(zip(LEASE_COLUMNS, row, strict=True))
+    return col["pool_id"], Lease(
+        mac=col["mac"],
+        address=IPv4Address(col["address"]),
+        prefix_len=col["prefix_len"],
+        router=None if col["router"] is None else IPv4Address(col["router"]),
+        dns=tuple(IPv4Address(server) for server in json.loads(col["dns"])),
+        domain=col["domain"],
+        server_id=IPv4Address(col["server_id"]),
+        server_mac=col["server_mac"],
+        lease_time=col["lease_time"],
+        t1=float(col["t1"]),
+        t2=float(col["t2"]),
+        bound_at=float(col["bound_at"]),
+        client_id=col["client_id"],
+        hostname=col["hostname"],
+        vendor_class=col["vendor_class"],
+        routes=tuple((IPv4Network(net), IPv4Address(gw)) for net, gw in json.loads(col["routes"])),
+    )
+
+
+def _row_pool(row: tuple[Any, ...]) -> PoolRecord:
+    pool_id, interface, subnet, gateway, options, created_at = row
+    return PoolRecord(pool_id, interface, subnet, gateway, json.loads(options), created_at)

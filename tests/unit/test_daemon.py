@@ -1,0 +1,129 @@
+"""``fastdhcp serve`` as a process: its socket, a second copy, SIGTERM."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("plugin", timeout=5)
+        self.path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def post(path: Path, endpoint: str, body: bytes = b"") -> tuple[int, dict[str, object]]:
+    connection = UnixHTTPConnection(path)
+    try:
+        connection.request("POST", endpoint, body=body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def start(sock: Path, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
+         "--socket", str(sock), "--state-dir", str(state)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_socket(sock: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited: {process.stderr.read() if process.stderr else ''}")
+        try:
+            if post(sock, "/Plugin.Activate")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("serve never answered")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[str]]]:
+    sock, state = tmp_path / "plugins" / "fastdhcp.sock", tmp_path / "state"
+    process = start(sock, state)
+    try:
+        wait_for_socket(sock, process)
+        yield sock, state, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_socket_is_owner_only_and_answers(daemon: tuple[Path, Path, subprocess.Popen[str]]) -> None:
+    sock, state, _ = daemon
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert post(sock, "/Plugin.Activate") == (200, {"Implements": ["IpamDriver"]})
+
+
+def test_a_second_serve_leaves_the_live_socket_alone(
+    daemon: tuple[Path, Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    sock, _, _ = daemon
+    second = start(sock, tmp_path / "other-state")
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 1
+    assert "served by another running process" in err
+    assert post(sock, "/Plugin.Activate")[0] == 200  # the first still serves
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_store(
+    daemon: tuple[Path, Path, subprocess.Popen[str]],
+) -> None:
+    sock, state, process = daemon
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "leases are kept" in err
+    assert not sock.exists()
+    assert (state / "leases.sqlite3").exists()
+
+
+def test_a_stale_socket_from_a_crash_is_replaced(tmp_path: Path) -> None:
+    sock, state = tmp_path / "fastdhcp.sock", tmp_path / "state"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))
+    stale.close()  # the file stays, nobody listens: what SIGKILL leaves
+    process = start(sock, state)
+    try:
+        wait_for_socket(sock, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert "replacing the stale socket" in err
+
+
+def test_a_corrupt_store_stops_start_up_clearly(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "leases.sqlite3").write_bytes(b"not a database, but somebody's leases" * 100)
+    before = (state / "leases.sqlite3").read_bytes()
+    process = start(tmp_path / "fastdhcp.sock", state)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "fastdhcp serve:" in err and "never empties a store" in err
+    assert (state / "leases.sqlite3").read_bytes() == before
+    assert os.path.exists(state / "leases.sqlite3")

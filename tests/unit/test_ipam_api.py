@@ -1,0 +1,371 @@
+"""Contract tests of the IPAM plugin over a real unix socket, without root.
+
+The HTTP app and the driver are the production ones; only the packet socket is
+replaced, by the socketpair and in-process DHCP server of fake_dhcp.py. The
+parent interface is ``lo`` (it exists and is up). Shapes are those of
+DOCKER-IPAM-NOTES.md: empty bodies for the no-argument calls, ``Err`` on
+failure with a non-2xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from fake_dhcp import NETWORK, ROUTER, FakeServer, SocketPairTransport
+
+from fastdhcp.daemon import claim_socket
+from fastdhcp.engine import Engine, EngineConfig
+from fastdhcp.ipam.driver import Driver, DriverConfig
+from fastdhcp.ipam.http import make_app
+from fastdhcp.spec import MessageType
+from fastdhcp.store import Store
+
+pytestmark = pytest.mark.asyncio
+
+FAST = EngineConfig(retransmit_initial=0.05, retransmit_max=0.2, timeout=2.0, renew_timeout=2.0)
+MAC = "02:42:0a:00:00:07"
+OPTS = {"dhcp_interface": "lo"}
+
+
+@dataclass
+class Plugin:
+    """The plugin on a unix socket, its fake DHCP server, and a client."""
+
+    path: Path
+    state_dir: Path
+    server: FakeServer
+    session: aiohttp.ClientSession
+    runner: web.AppRunner
+    driver: Driver
+    host_networks: list[IPv4Interface] = field(default_factory=list)
+    engines_opened: int = 0
+
+    async def call(self, method: str, body: Any = None, **kw: Any) -> tuple[int, dict[str, Any]]:
+        path = method if method.startswith("/") else f"/IpamDriver.{method}"
+        data = kw.pop("data", None)
+        if data is None and body is not None:
+            data = json.dumps(body)
+        headers = kw.pop("headers", {"Content-Type": "application/vnd.docker.plugins.v1.2+json"})
+        async with self.session.request(
+            kw.pop("verb", "POST"), f"http://plugin{path}", data=data or b"", headers=headers
+        ) as response:
+            return response.status, json.loads(await response.read())
+
+    async def pool(self, **options: str) -> str:
+        status, reply = await self.call(
+            "RequestPool", {"Options": {**OPTS, **options}, "V6": False}
+        )
+        assert status == 200, reply
+        return str(reply["PoolID"])
+
+    async def address(
+        self, pool_id: str, mac: str = MAC, **fields: Any
+    ) -> tuple[int, dict[str, Any]]:
+        options = {"com.docker.network.endpoint.macaddress": mac} if mac else {}
+        return await self.call(
+            "RequestAddress", {"PoolID": pool_id, "Address": "", "Options": options, **fields}
+        )
+
+
+async def _start(tmp_path: Path, state_dir: Path, server: FakeServer, client_end: socket.socket,
+                 host_networks: list[IPv4Interface]) -> Plugin:  # fmt: skip
+    plugin_box: list[Plugin] = []
+
+    async def open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
+        plugin_box[0].engines_opened += 1
+        return Engine(SocketPairTransport(client_end, ifname=ifname), config)
+
+    driver = Driver(
+        Store.open(state_dir),
+        DriverConfig(probe_timeout=1.0, acquire_timeout=1.5, engine=FAST),
+        open_engine=open_engine,
+        host_networks=lambda ifname: host_networks,
+    )
+    runner = web.AppRunner(make_app(driver))
+    await runner.setup()
+    path = tmp_path / "fastdhcp.sock"
+    await web.SockSite(runner, claim_socket(path)).start()
+    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path)))
+    plugin = Plugin(path, state_dir, server, session, runner, driver, host_networks)
+    plugin_box.append(plugin)
+    return plugin
+
+
+async def _stop(plugin: Plugin) -> None:
+    await plugin.session.close()
+    await plugin.runner.cleanup()
+    await plugin.driver.close()
+    plugin.driver.store.close()
+
+
+@pytest_asyncio.fixture
+async def plugin(tmp_path: Path) -> AsyncIterator[Plugin]:
+    client_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server = FakeServer(server_end)
+    running = await _start(tmp_path, tmp_path / "state", server, client_end, [])
+    try:
+        yield running
+    finally:
+        await _stop(running)
+        server.close()
+
+
+# -- the handshake -------------------------------------------------------------------
+
+
+async def test_activate_and_capabilities_take_empty_bodies(plugin: Plugin) -> None:
+    assert await plugin.call("/Plugin.Activate") == (200, {"Implements": ["IpamDriver"]})
+    assert await plugin.call("GetCapabilities") == (
+        200,
+        {"RequiresMACAddress": True, "RequiresRequestReplay": True},
+    )
+    status, spaces = await plugin.call("GetDefaultAddressSpaces")
+    assert status == 200
+    assert set(spaces) == {"LocalDefaultAddressSpace", "GlobalDefaultAddressSpace"}
+
+
+async def test_replies_carry_dockers_content_type(plugin: Plugin) -> None:
+    async with plugin.session.post("http://plugin/Plugin.Activate") as response:
+        assert response.content_type == "application/vnd.docker.plugins.v1+json"
+
+
+async def test_unknown_paths_get_404_with_err(plugin: Plugin) -> None:
+    status, reply = await plugin.call("/IpamDriver.Frobnicate", {})
+    assert status == 404 and "unknown endpoint" in reply["Err"]
+    status, reply = await plugin.call("/Plugin.Activate", verb="GET")
+    assert status == 404 and "Err" in reply
+
+
+# -- pools ------------------------------------------------------------------------------
+
+
+async def test_request_pool_discovers_subnet_and_gateway(plugin: Plugin) -> None:
+    status, reply = await plugin.call("RequestPool", {"AddressSpace": "fastdhcp", "Options": OPTS})
+    assert status == 200
+    assert reply["Pool"] == str(NETWORK)
+    assert reply["Data"] == {"com.docker.network.gateway": f"{ROUTER}/{NETWORK.prefixlen}"}
+    assert reply["PoolID"].startswith("fastdhcp-")
+    # A probe never requests: the server bound nothing.
+    assert plugin.server.seen(MessageType.REQUEST) == [] and plugin.server.bindings == {}
+
+
+async def test_a_given_subnet_must_agree_with_the_server(plugin: Plugin) -> None:
+    status, reply = await plugin.call("RequestPool", {"Pool": "10.0.0.0/24", "Options": OPTS})
+    assert status == 200 and reply["Pool"] == "10.0.0.0/24"
+    status, reply = await plugin.call("RequestPool", {"Pool": "10.9.0.0/16", "Options": OPTS})
+    assert status == 400
+    assert "10.9.0.0/16" in reply["Err"] and "10.0.0.0/24" in reply["Err"]
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"Options": OPTS, "V6": True}, "IPv4 addresses only"),
+        ({"Options": OPTS, "SubPool": "10.0.0.128/25"}, "--ip-range is not supported"),
+        ({"Options": {**OPTS, "dhcp_intreface": "x"}}, "unknown --ipam-opt dhcp_intreface"),
+        ({"Options": {}}, "--ipam-opt dhcp_interface=IFACE"),
+        ({"Options": {"dhcp_interface": "fdtnope0"}}, "no such interface: fdtnope0"),
+        ({"Options": {**OPTS, "broadcast": "maybe"}}, "broadcast='maybe'"),
+        ({"Options": {**OPTS, "dhcp_server": "ten"}}, "not an IPv4 address"),
+        ({"Options": {**OPTS, "client_id": "uuid"}}, "'mac' or 'endpoint'"),
+        ({"Options": OPTS, "Pool": "banana"}, "--subnet banana is not an IPv4 network"),
+    ],
+)
+async def test_request_pool_refusals_say_what_to_do(
+    plugin: Plugin, body: dict[str, Any], words: str
+) -> None:
+    status, reply = await plugin.call("RequestPool", body)
+    assert status == 400 and words in reply["Err"], reply
+
+
+async def test_the_overlap_loop_is_stopped_with_the_flags_to_add(plugin: Plugin) -> None:
+    # The parent holds a host address in the DHCP subnet: dockerd 20.10 asks again
+    # and again (DOCKER-IPAM-NOTES.md). The repeat gets the way out.
+    plugin.host_networks.append(IPv4Interface("10.0.0.200/24"))
+    body = {"AddressSpace": "fastdhcp", "Options": OPTS}
+    first_status, _ = await plugin.call("RequestPool", body)
+    status, reply = await plugin.call("RequestPool", body)
+    assert first_status == 200 and status == 400
+    assert "--subnet 10.0.0.0/24 --gateway 10.0.0.1" in reply["Err"]
+    assert "10.0.0.200/24" in reply["Err"]
+
+
+async def test_release_pool_refuses_while_leases_are_held(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    status, reply = await plugin.address(pool_id)
+    address = reply["Address"].split("/")[0]
+    status, reply = await plugin.call("ReleasePool", {"PoolID": pool_id})
+    assert status == 409 and address in reply["Err"]
+    assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (200, {})
+    assert await plugin.call("ReleasePool", {"PoolID": pool_id}) == (200, {})
+    status, reply = await plugin.address(pool_id)
+    assert status == 404 and "unknown pool" in reply["Err"]
+
+
+# -- addresses -------------------------------------------------------------------------
+
+
+async def test_request_address_leases_for_the_mac(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    status, reply = await plugin.address(pool_id)
+    assert status == 200 and reply["Data"] == {}
+    address = IPv4Interface(reply["Address"])
+    assert address.network == NETWORK
+    assert plugin.server.bindings == {bytes.fromhex(MAC.replace(":", "")): address.ip}
+    # Committed before the answer: another store on the same file sees it.
+    reader = Store.open(plugin.state_dir, readonly=True)
+    try:
+        held = reader.lease_by_address(str(address.ip))
+    finally:
+        reader.close()
+    assert held is not None and held[0] == pool_id and held[1].mac.hex(":") == MAC
+
+
+async def test_request_address_is_idempotent_per_mac(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    replies = await asyncio.gather(*(plugin.address(pool_id) for _ in range(5)))
+    again = await plugin.address(pool_id)
+    assert {reply["Address"] for _, reply in [*replies, again]} == {replies[0][1]["Address"]}
+    assert len(plugin.server.seen(MessageType.REQUEST)) == 1  # one exchange in all
+
+
+async def test_gateway_requests_get_the_router(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    gateway = {"RequestAddressType": "com.docker.network.gateway"}
+    body = {"PoolID": pool_id, "Address": "", "Options": gateway}
+    assert await plugin.call("RequestAddress", body) == (
+        200,
+        {"Address": "10.0.0.1/24", "Data": {}},
+    )
+    status, reply = await plugin.call("RequestAddress", {**body, "Address": "10.0.0.9"})
+    assert status == 400 and "--gateway 10.0.0.1" in reply["Err"]
+    # Releasing the gateway sends no DHCPRELEASE.
+    assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": "10.0.0.1"}) == (
+        200,
+        {},
+    )
+    assert plugin.server.seen(MessageType.RELEASE) == []
+
+
+async def test_preferred_address_is_requested_and_a_refusal_is_clear(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    status, reply = await plugin.address(pool_id, Address="10.0.0.77")
+    assert (status, reply["Address"]) == (200, "10.0.0.77/24")
+    status, reply = await plugin.address(pool_id, mac="02:42:0a:00:00:08", Address="10.0.0.77")
+    assert status == 409 and "10.0.0.77" in reply["Err"]
+    status, reply = await plugin.address(pool_id, mac="02:42:0a:00:00:09", Address="10.9.9.9")
+    assert status == 400 and "outside the network's subnet" in reply["Err"]
+
+
+async def test_a_replay_without_mac_resolves_by_address(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id)
+    held = reply["Address"].split("/")[0]
+    status, replay = await plugin.address(pool_id, mac="", Address=held)
+    assert (status, replay["Address"]) == (200, reply["Address"])
+    status, reply = await plugin.address(pool_id, mac="")
+    assert status == 400 and "no MAC address" in reply["Err"]
+    status, reply = await plugin.address(pool_id, mac="", Address="10.0.0.99")
+    assert status == 400 and "no lease for 10.0.0.99" in reply["Err"]
+
+
+async def test_release_address_sends_release_and_forgets(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id)
+    address = reply["Address"].split("/")[0]
+    assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (200, {})
+    await plugin.server.wait_seen(MessageType.RELEASE)
+    assert plugin.server.bindings == {}
+    # Unknown now, and Docker retries: still a success.
+    assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (200, {})
+
+
+async def test_no_dhcp_server_fails_within_the_bound(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    plugin.server.silent = True
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status, reply = await plugin.address(pool_id)
+    assert status == 504 and "no lease for" in reply["Err"] and "received nothing" in reply["Err"]
+    assert loop.time() - started < 3.0
+
+
+# -- bad input: a clear error, and the daemon keeps serving ------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, words",
+    [
+        ({"data": b"{not json"}, 400, "malformed JSON"),
+        ({"data": b"[1, 2]"}, 400, "must be a JSON object"),
+        ({"body": {"PoolID": 5}}, 400, "'PoolID' must be a str"),
+        (
+            {"body": {"PoolID": "x", "Options": {"com.docker.network.endpoint.macaddress": 7}}},
+            400,
+            "must be a string",
+        ),
+        ({"body": {"PoolID": "x", "Options": []}}, 400, "'Options' must be a dict"),
+        ({"data": b"{}", "headers": {"Content-Type": "text/plain"}}, 415, "JSON body"),
+        ({"data": b"{" + b" " * (1 << 20) + b"}"}, 413, "larger than"),
+    ],
+)
+async def test_bad_requests_get_a_clear_error_and_change_nothing(
+    plugin: Plugin, kwargs: dict[str, Any], status: int, words: str
+) -> None:
+    pool_id = await plugin.pool()
+    _, before = await plugin.address(pool_id)
+    got, reply = await plugin.call("RequestAddress", **kwargs)
+    assert got == status and words in reply["Err"], reply
+    # Still serving, and nothing lost.
+    assert await plugin.address(pool_id) == (200, before)
+
+
+async def test_bad_mac_and_unknown_pool(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    status, reply = await plugin.address(pool_id, mac="02:42:zz:00:00:01")
+    assert status == 400 and "is not a MAC address" in reply["Err"]
+    status, reply = await plugin.address("fastdhcp-nope")
+    assert status == 404 and "recreate the network" in reply["Err"]
+
+
+# -- a restart -------------------------------------------------------------------------------
+
+
+async def test_leases_survive_a_restart_of_the_plugin(tmp_path: Path) -> None:
+    client_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server = FakeServer(server_end)
+    state = tmp_path / "state"
+    first = await _start(tmp_path, state, server, client_end, [])
+    pool_id = await first.pool()
+    _, reply = await first.address(pool_id)
+    await _stop(first)
+    client_end2, server_end2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server2 = FakeServer(server_end2)
+    server2.bindings.update(server.bindings)
+    server.close()
+    second = await _start(tmp_path / "again", state, server2, client_end2, [])
+    try:
+        address = reply["Address"].split("/")[0]
+        # Docker's replay (no MAC), the same MAC again, then the release.
+        assert await second.address(pool_id, mac="", Address=address) == (200, reply)
+        assert await second.address(pool_id) == (200, reply)
+        assert server2.seen(MessageType.DISCOVER) == []
+        assert await second.call("ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (
+            200,
+            {},
+        )
+        await server2.wait_seen(MessageType.RELEASE)
+    finally:
+        await _stop(second)
+        server2.close()
