@@ -59,7 +59,10 @@ async def _open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> 
 
 
 def host_networks(ifname: str) -> list[IPv4Interface]:
-    """The IPv4 addresses the host holds on ``ifname`` (netlink, via pyroute2)."""
+    """The IPv4 addresses the host holds on ``ifname`` (netlink, via pyroute2).
+
+    Blocking: pyroute2's synchronous API runs an event loop of its own, so call
+    it from a worker thread, never from the loop's."""
     from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
     with IPRoute() as ipr:
@@ -200,7 +203,8 @@ class Driver:
             raise RuntimeError("RequestPool reached the end without a subnet")
 
         if not user_pool:
-            self._refuse_overlap_loop(space, raw_options, opts.interface, subnet, router)
+            on_parent = await asyncio.to_thread(self._host_networks, opts.interface)
+            self._refuse_overlap_loop(space, raw_options, on_parent, opts.interface, subnet, router)
         pool = PoolRecord(
             pool_id=f"fastdhcp-{uuid.uuid4().hex[:16]}",
             interface=opts.interface,
@@ -228,6 +232,7 @@ class Driver:
         self,
         space: str,
         raw_options: Mapping[str, str],
+        host_addresses: list[IPv4Interface],
         interface: str,
         subnet: IPv4Network,
         router: str | None,
@@ -237,7 +242,7 @@ class Driver:
         the subnet. Docker 27+ accepts the pool (same global address space). So:
         answer once; a repeat of the same request while that pool is still held
         is the loop, and gets the flags that end it."""
-        on_parent = [net for net in self._host_networks(interface) if net.ip in subnet]
+        on_parent = [net for net in host_addresses if net.ip in subnet]
         if not on_parent:
             return
         key = self._loop_key(space, raw_options)
