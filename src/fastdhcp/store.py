@@ -272,6 +272,21 @@ class Store:
                 )
             conn.execute(SQL_UPSERT_LEASE, _lease_params(pool_id, lease))
 
+    def move_lease(self, address: IPv4Address | str, pool_id: str) -> bool:
+        """Re-home a held lease to another pool, in one transaction.
+
+        dockerd replays RequestPool after a crash and gets a new PoolID for the
+        same network, then replays the endpoints against it; the old PoolID is
+        never released. Returns False if no lease holds ``address``."""
+        address = str(address)
+        with self._write("move lease") as conn:
+            if conn.execute("SELECT 1 FROM pools WHERE pool_id = ?", (pool_id,)).fetchone() is None:
+                raise StoreError(f"{self.path}: no pool {pool_id!r} for lease {address}")
+            moved = conn.execute(
+                "UPDATE leases SET pool_id = ? WHERE address = ?", (pool_id, address)
+            ).rowcount
+        return moved > 0
+
     def lease_by_address(self, address: IPv4Address | str) -> tuple[str, Lease] | None:
         rows = self._read(f"{SQL_SELECT_LEASES} WHERE address = ?", (str(IPv4Address(address)),))
         return _row_lease(rows[0]) if rows else None

@@ -369,3 +369,22 @@ async def test_leases_survive_a_restart_of_the_plugin(tmp_path: Path) -> None:
     finally:
         await _stop(second)
         server2.close()
+
+
+async def test_a_replay_under_a_new_pool_id_finds_the_lease(plugin: Plugin) -> None:
+    # After a crash, dockerd replays RequestPool with "Pool" set and gets a new
+    # PoolID for the same network, then replays endpoints with "Options": null.
+    old_pool = await plugin.pool()
+    _, reply = await plugin.address(old_pool)
+    held = reply["Address"].split("/")[0]
+    status, replayed = await plugin.call(
+        "RequestPool", {"AddressSpace": "fastdhcp", "Pool": str(NETWORK), "Options": OPTS}
+    )
+    new_pool = replayed["PoolID"]
+    assert status == 200 and new_pool != old_pool
+    body = {"PoolID": new_pool, "Address": held, "Options": None}
+    assert await plugin.call("RequestAddress", body) == (200, reply)
+    assert await plugin.call("ReleaseAddress", {"PoolID": new_pool, "Address": held}) == (200, {})
+    await plugin.server.wait_seen(MessageType.RELEASE)
+    # The old PoolID holds nothing any more, so it can be released.
+    assert await plugin.call("ReleasePool", {"PoolID": old_pool}) == (200, {})

@@ -289,11 +289,10 @@ class Driver:
 
         mac_text = options.get(MAC_OPTION)
         if not mac_text:
-            # Docker's replay after a restart carries the address, not the MAC.
-            if wanted is not None:
-                held = self.store.lease_by_address(str(wanted))
-                if held is not None and held[0] == pool.pool_id:
-                    return {"Address": f"{wanted}/{subnet.prefixlen}", "Data": {}}
+            # Docker's replay after a restart carries the address, not the MAC
+            # (and "Options": null).
+            if wanted is not None and self._held_here(pool, wanted) is not None:
+                return {"Address": f"{wanted}/{subnet.prefixlen}", "Data": {}}
             raise IpamError(
                 "no MAC address in the request: fastdhcp leases addresses per MAC, and "
                 "Docker sends one when the plugin requires it (RequiresMACAddress)"
@@ -409,12 +408,11 @@ class Driver:
         pool = self.store.get_pool(pool_id)
         if pool is not None and pool.gateway is not None and address == IPv4Address(pool.gateway):
             return {}  # the gateway is the router's address, never ours to release
-        held = self.store.lease_by_address(str(address))
-        if held is None or held[0] != pool_id:
+        lease = self._held_here(pool, address) if pool is not None else None
+        if lease is None:
             # Docker retries releases, and releases on every stop: not an error.
             _log.info("release of %s in pool %s: no lease held, nothing to do", address, pool_id)
             return {}
-        _, lease = held
         if pool is not None:
             try:
                 engine = await self._engine(pool_options.parse(pool.options))
@@ -427,6 +425,27 @@ class Driver:
         return {}
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _held_here(self, pool: PoolRecord, address: IPv4Address) -> Lease | None:
+        """The lease on ``address`` if ``pool`` holds it, or a sibling pool does.
+
+        A sibling is a pool on the same interface and subnet: after dockerd
+        crashes, its replayed RequestPool gets a new PoolID for the same network
+        and the endpoints are replayed against that one, while the old PoolID is
+        never released. Such a lease moves to the pool Docker now names."""
+        held = self.store.lease_by_address(str(address))
+        if held is None:
+            return None
+        held_pool_id, lease = held
+        if held_pool_id == pool.pool_id:
+            return lease
+        sibling = self.store.get_pool(held_pool_id)
+        if sibling is None or (sibling.interface, sibling.subnet) != (pool.interface, pool.subnet):
+            return None
+        self.store.move_lease(address, pool.pool_id)
+        _log.info("lease %s moved from pool %s to %s (Docker's replay)", address,
+                  held_pool_id, pool.pool_id)  # fmt: skip
+        return lease
 
     def _pool(self, pool_id: str) -> PoolRecord:
         pool = self.store.get_pool(pool_id)

@@ -1,0 +1,171 @@
+"""Fixtures for the end-to-end lab: a real dockerd (see docker_lab.py) beside
+the integration lab's segments (tests/integration/lab.py, imported, not copied).
+
+Same rules as tests/integration/conftest.py: every fixture needs root and real
+binaries; where they are missing the test is *skipped* with a reason naming what
+is missing, and ``FASTDHCP_REQUIRE_LAB=1`` (CI) turns those skips into failures.
+
+Scope. ``dockerd`` is function-scoped: on this kind of machine a private
+dockerd answers ``docker version`` about 0.2 s after exec, and its teardown
+(containers, networks, stop, unmounts) takes about 1 s; the busybox image
+imports in about 0.2 s. So every test gets a fresh daemon, and no test can see
+another's networks, containers or cached plugin capabilities.
+
+Order. Plugins must outlive the dockerd that uses them: removing a network whose
+IPAM plugin is gone makes dockerd retry the plugin for up to 30 s. So
+``dockerd`` depends on ``plugins`` (set up first, torn down last), and every
+plugin a test starts through ``probe_plugin`` is registered there.
+
+When a test fails, the tails of dockerd's log and of each plugin's log (for the
+probe: every request it recorded) are attached to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+sys.path.insert(0, str(HERE))
+import docker_lab
+import lab
+
+REQUIRE_LAB = os.environ.get("FASTDHCP_REQUIRE_LAB") == "1"
+
+# binary -> the Debian package that provides it (for the skip reason)
+PACKAGES = {
+    "ip": "iproute2",
+    "umount": "mount",
+    "dockerd": "docker.io",
+    "docker": "docker.io",
+    "containerd": "containerd",
+    "runc": "runc",
+}
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_LAB:
+        pytest.fail(f"FASTDHCP_REQUIRE_LAB=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        _unavailable(
+            f"the e2e lab needs root (dockerd, namespaces, veth); running as uid {os.geteuid()}"
+        )
+
+
+def require_binaries(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pkgs = sorted({PACKAGES.get(n, n) for n in missing})
+        _unavailable(
+            f"the e2e lab needs {', '.join(missing)} on PATH (apt-get install {' '.join(pkgs)})"
+        )
+
+
+def require_busybox(path: str = "/bin/busybox") -> str:
+    if not os.access(path, os.X_OK):
+        _unavailable(
+            f"the e2e lab builds its image from a static {path} (apt-get install busybox-static)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def e2e_session() -> Iterator[None]:
+    """Root and binaries check, and removal of what a crashed earlier run left
+    (segments, dockerd roots, plugin sockets whose owner is dead)."""
+    require_root()
+    require_binaries("ip", "umount", "dockerd", "docker", "containerd", "runc")
+    lab.cleanup_stale()
+    docker_lab.cleanup_stale()
+    yield
+
+
+def _attach(request: pytest.FixtureRequest, daemon: Any) -> None:
+    request.node.__dict__.setdefault("_lab_daemons", []).append(daemon)
+
+
+@pytest.fixture
+def segment(e2e_session: None) -> Iterator[lab.Segment]:
+    """A fresh one-server segment (tests/integration/lab.py): host_if in the
+    root namespace, no address <-veth-> server_if (10.99.0.2/16) in ``netns``."""
+    with lab.Segment() as seg:
+        yield seg
+
+
+@pytest.fixture
+def plugins(e2e_session: None) -> Iterator[list[docker_lab.PluginProcess]]:
+    """Plugins started for this test; closed after dockerd (see module doc)."""
+    started: list[docker_lab.PluginProcess] = []
+    yield started
+    errors = []
+    for plugin in reversed(started):
+        try:
+            plugin.close()
+        except Exception as exc:  # noqa: BLE001 (close every plugin, then report)
+            errors.append(f"{plugin.name}: {exc}")
+    if errors:
+        raise lab.LabError(f"plugin teardown failed: {errors}")
+
+
+@pytest.fixture
+def dockerd(
+    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
+) -> Iterator[docker_lab.Dockerd]:
+    """A private dockerd, started; its log stays in ``tmp_path/dockerd``.
+    Indirect parametrization gives extra dockerd arguments (``["--live-restore"]``)."""
+    extra = list(getattr(request, "param", None) or ())
+    d = docker_lab.Dockerd(log_dir=tmp_path / "dockerd", extra_args=extra)
+    _attach(request, d)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
+def busybox(dockerd: docker_lab.Dockerd) -> str:
+    """The tag of the offline busybox image on ``dockerd``."""
+    return docker_lab.busybox_image(dockerd, busybox=require_busybox())
+
+
+@pytest.fixture
+def probe_plugin(
+    request: pytest.FixtureRequest,
+    plugins: list[docker_lab.PluginProcess],
+    tmp_path: Path,
+) -> Callable[..., docker_lab.ProbePlugin]:
+    """Factory: ``probe_plugin(**ProbePlugin options)`` starts a recording
+    IPAM plugin (probe_plugin.py) with a unique name and returns it. Its
+    ``calls.jsonl`` stays in ``tmp_path/probe<N>``."""
+
+    def start(**options: Any) -> docker_lab.ProbePlugin:
+        plugin = docker_lab.ProbePlugin(tmp_path / f"probe{len(plugins)}", **options)
+        plugins.append(plugin)
+        _attach(request, plugin)
+        plugin.start()
+        return plugin
+
+    return start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        for daemon in item.__dict__.get("_lab_daemons", []):
+            report.sections.append(
+                (f"{daemon.name} log tail ({daemon.log_file})", daemon.log_tail(60))
+            )
