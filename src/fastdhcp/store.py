@@ -414,7 +414,7 @@ def _check_and_migrate(conn: sqlite3.Connection, path: Path, readonly: bool) -> 
         # commits the plugin already reported to Docker; FULL syncs the WAL at every
         # commit, so a lease Docker was told about survives a power cut. Commits are
         # rare (one per lease or renewal), so the cost of an fsync each is small.
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _enable_wal(conn)
         if mode != "wal":
             raise StoreError(
                 f"{path}: SQLite cannot use WAL here (journal mode {mode});"
@@ -423,6 +423,23 @@ def _check_and_migrate(conn: sqlite3.Connection, path: Path, readonly: bool) -> 
         conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot prepare the lease store: {exc}") from exc
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL and return the journal mode now in force.
+
+    The switch needs a moment when no other connection holds a lock, and SQLite
+    answers "database is locked" at once rather than through the busy handler,
+    so several processes opening a new store together retry here, for as long as
+    the busy timeout allows (seen in CI: four openers at once)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
