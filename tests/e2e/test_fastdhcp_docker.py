@@ -4,6 +4,7 @@ file is the ground truth for every container's address."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
@@ -16,6 +17,8 @@ import docker_lab
 import lab
 import pytest
 
+from fastdhcp.engine import Engine, EngineConfig
+from fastdhcp.lease import Lease
 from fastdhcp.store import Store
 
 pytestmark = pytest.mark.root
@@ -189,6 +192,24 @@ def test_killed_plugin_restarts_with_its_leases(
     fastdhcp.kill()
     fastdhcp.start()  # the stale socket is replaced
     assert fastdhcp.store_leases() == held
+    # Renewable from what the store kept: a RENEWING exchange (unicast to the
+    # server's MAC and IP) for one of them, answered while the container holds
+    # the address (it answers dnsmasq's ARP itself), moves dnsmasq's expiry.
+    with Store.open(fastdhcp.state_dir, readonly=True) as store:
+        _, lease = store.leases()[0]
+    before = {r.ip: r.expiry for r in dnsmasq.leases()}[str(lease.address)]
+    time.sleep(1.5)
+
+    async def renew() -> Lease:
+        engine = await Engine.open(segment.host_if, EngineConfig(retransmit_initial=0.5))
+        try:
+            return await engine.renew(lease)
+        finally:
+            engine.close()
+
+    renewed = asyncio.run(renew())
+    assert renewed.address == lease.address
+    assert {r.ip: r.expiry for r in dnsmasq.leases()}[str(lease.address)] > before
     dockerd.docker("rm", "-f", *names, timeout=120)
     wait_until(lambda: server_leases(dnsmasq) == {}, "the releases after the restart")
     assert fastdhcp.store_leases() == {}

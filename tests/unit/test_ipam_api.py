@@ -388,3 +388,39 @@ async def test_a_replay_under_a_new_pool_id_finds_the_lease(plugin: Plugin) -> N
     await plugin.server.wait_seen(MessageType.RELEASE)
     # The old PoolID holds nothing any more, so it can be released.
     assert await plugin.call("ReleasePool", {"PoolID": old_pool}) == (200, {})
+
+
+# -- the optional --ipam-opt keys reach the wire ---------------------------------------------
+
+
+async def test_client_id_vendor_class_and_hostname_options(plugin: Plugin) -> None:
+    pool_id = await plugin.pool(client_id="mac", vendor_class="fastdhcp-test", hostname="endpoint")
+    endpoint = {"com.docker.network.endpoint.name": "web-1"}  # Docker 29+ sends it
+    body = {
+        "PoolID": pool_id,
+        "Address": "",
+        "Options": {"com.docker.network.endpoint.macaddress": MAC, **endpoint},
+    }
+    status, reply = await plugin.call("RequestAddress", body)
+    assert status == 200, reply
+    (discover,) = plugin.server.seen(MessageType.DISCOVER)[-1:]
+    mac = bytes.fromhex(MAC.replace(":", ""))
+    assert discover.options[61] == b"\x01" + mac  # RFC 2132 §9.14: type 1, Ethernet
+    assert discover.options[60] == b"fastdhcp-test"
+    assert discover.options[12] == b"web-1"
+
+
+async def test_broadcast_false_clears_the_flag(plugin: Plugin) -> None:
+    pool_id = await plugin.pool(broadcast="false")
+    assert (await plugin.address(pool_id))[0] == 200
+    assert not plugin.server.seen(MessageType.REQUEST)[-1].broadcast_flag
+
+
+async def test_dhcp_server_accepts_only_that_server(plugin: Plugin) -> None:
+    status, reply = await plugin.call(
+        "RequestPool", {"Options": {**OPTS, "dhcp_server": "10.0.0.99"}}
+    )
+    # The fake server (10.0.0.1) offered, and its offer was not taken.
+    assert status == 504
+    assert "the DHCP server 10.0.0.99 (--ipam-opt dhcp_server) never answered" in reply["Err"]
+    assert "DHCPOFFER from 10.0.0.1" in reply["Err"]

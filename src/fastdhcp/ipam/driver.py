@@ -179,8 +179,13 @@ class Driver:
             report = await self._probe(opts)
         except NoAnswerError as exc:
             if subnet is None:
+                who = (
+                    f"the DHCP server {opts.dhcp_server} (--ipam-opt dhcp_server) never"
+                    if opts.dhcp_server
+                    else "no DHCP server"
+                )
                 raise IpamError(
-                    f"no DHCP server answered on {opts.interface}, so the subnet cannot be "
+                    f"{who} answered on {opts.interface}, so the subnet cannot be "
                     f"discovered: check the server, or give --subnet and --gateway ({exc})",
                     status=504,
                 ) from None
