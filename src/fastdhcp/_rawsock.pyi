@@ -5,11 +5,7 @@ from typing import Self
 
 from typing_extensions import disjoint_base
 
-from .errors import InterfaceError
-
-__all__ = ["RawSocket", "open_error"]
-
-def open_error(err: int, ifname: str, step: str) -> InterfaceError: ...
+__all__ = ["RawSocket"]
 
 @disjoint_base
 class RawSocket:

@@ -16,6 +16,7 @@ import errno as _errno
 import os
 
 from . import bpf, iface
+from .iface import open_error
 from .errors import InterfaceError
 
 cdef extern from "rawsock.h" nogil:
@@ -33,22 +34,10 @@ cdef extern from "rawsock.h" nogil:
 cdef enum:
     FD_MAX_BATCH = 256  # as in csrc/rawsock.c
 
-__all__ = ["RawSocket", "open_error"]
+__all__ = ["RawSocket"]
 
 cdef bytes _FILTER = bpf.pack(bpf.DHCP_CLIENT_FILTER)
 cdef bytes _MATCH_NOTHING = bpf.pack(bpf.MATCH_NOTHING)
-
-
-def open_error(int err, str ifname, str step):
-    """An InterfaceError that names the interface and the cause."""
-    if err in (_errno.EPERM, _errno.EACCES):
-        return InterfaceError(err, f"opening a packet socket on {ifname} needs CAP_NET_RAW "
-                                   "(run as root, or grant the capability)")
-    if err == _errno.ENODEV:
-        return InterfaceError(err, f"no such interface: {ifname}")
-    if err == _errno.ENETDOWN:
-        return InterfaceError(err, f"interface {ifname} is down")
-    return InterfaceError(err, f"{step} on {ifname} failed: {os.strerror(err)}")
 
 
 cdef class RawSocket:

@@ -9,7 +9,6 @@ compiled path). Receiving and sending loop over single frames: slower, same resu
 from __future__ import annotations
 
 import errno as _errno
-import os
 import socket
 from collections.abc import Sequence
 from types import TracebackType
@@ -17,8 +16,9 @@ from typing import Any, Self
 
 from . import bpf, iface
 from .errors import InterfaceError
+from .iface import open_error
 
-__all__ = ["RawSocket", "open_error"]
+__all__ = ["RawSocket"]
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -52,21 +52,6 @@ def _fprog(program: tuple[bpf.Instruction, ...]) -> tuple[bytes, Any]:
     _ffi.memmove(array, packed, len(packed))
     prog = _ffi.new("struct sock_fprog *", {"len": len(program), "filter": array})
     return bytes(_ffi.buffer(prog)), array
-
-
-def open_error(err: int, ifname: str, step: str) -> InterfaceError:
-    """An InterfaceError that names the interface and the cause."""
-    if err in (_errno.EPERM, _errno.EACCES):
-        return InterfaceError(
-            err,
-            f"opening a packet socket on {ifname} needs CAP_NET_RAW "
-            "(run as root, or grant the capability)",
-        )
-    if err == _errno.ENODEV:
-        return InterfaceError(err, f"no such interface: {ifname}")
-    if err == _errno.ENETDOWN:
-        return InterfaceError(err, f"interface {ifname} is down")
-    return InterfaceError(err, f"{step} on {ifname} failed: {os.strerror(err)}")
 
 
 class RawSocket:

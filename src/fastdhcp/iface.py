@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -61,3 +62,19 @@ def require_up(name: str) -> Interface:
             errno.ENETDOWN, f"interface {name} is down: bring it up with 'ip link set {name} up'"
         )
     return info
+
+
+def open_error(err: int, ifname: str, step: str) -> InterfaceError:
+    """An InterfaceError for a failed packet-socket step, naming the interface and
+    the cause in words an operator can act on (both socket implementations)."""
+    if err in (errno.EPERM, errno.EACCES):
+        return InterfaceError(
+            err,
+            f"opening a packet socket on {ifname} needs CAP_NET_RAW "
+            "(run as root, or grant the capability)",
+        )
+    if err == errno.ENODEV:
+        return InterfaceError(err, f"no such interface: {ifname}")
+    if err == errno.ENETDOWN:
+        return InterfaceError(err, f"interface {ifname} is down")
+    return InterfaceError(err, f"{step} on {ifname} failed: {os.strerror(err)}")
