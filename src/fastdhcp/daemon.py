@@ -73,6 +73,7 @@ async def serve(
     """Run until SIGTERM or SIGINT."""
     store = Store.open(state_dir)
     driver = Driver(store, config)
+    await driver.start()  # renewals resume for every lease in the store
     runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)
     await runner.setup()
     listener = claim_socket(socket_path)

@@ -32,6 +32,7 @@ from ..errors import (
     StoreError,
 )
 from ..lease import Lease
+from ..lifecycle import KeeperConfig, LeaseKeeper
 from ..store import PoolRecord, Store
 from . import options as pool_options
 
@@ -52,6 +53,7 @@ class DriverConfig:
     probe_timeout: float = 10.0  # RequestPool's discovery
     acquire_timeout: float = 30.0  # RequestAddress: Docker has no client timeout
     engine: EngineConfig | None = None  # timing for every engine (tests shorten it)
+    keeper: KeeperConfig | None = None  # renewal retries (tests shorten them)
 
 
 async def _open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
@@ -130,9 +132,22 @@ class Driver:
         self._acquiring: dict[tuple[str, bytes], asyncio.Future[Lease]] = {}
         # RequestPool calls recently answered, for Docker's overlap loop.
         self._recent_pools: dict[str, tuple[str, float]] = {}
+        self.keeper: LeaseKeeper | None = None
+
+    async def start(self) -> int:
+        """Start renewing every lease in the store; returns how many are held."""
+        self.keeper = LeaseKeeper(self.store, self._engine_for_pool, self.config.keeper)
+        return self.keeper.load()
+
+    async def _engine_for_pool(self, pool_id: str) -> Engine:
+        pool = self._pool(pool_id)
+        return await self._engine(pool_options.parse(pool.options))
 
     async def close(self) -> None:
-        """Close every engine. Leases are kept: they are in the store."""
+        """Stop renewing and close every engine. Leases are kept: they are in the
+        store, and the next start renews them."""
+        if self.keeper is not None:
+            await self.keeper.close()
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
@@ -397,6 +412,8 @@ class Driver:
             raise IpamError(
                 f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
             ) from None
+        if self.keeper is not None:
+            self.keeper.track(lease)
         _log.info(
             "leased %s to %s from %s in %.3f s",
             lease.address,
@@ -426,6 +443,8 @@ class Driver:
                 # The server lets an unrenewed lease expire; Docker needs no error.
                 _log.warning("DHCPRELEASE of %s not sent (%s); it will expire", address, exc)
         self.store.remove_lease(str(address))
+        if self.keeper is not None:
+            self.keeper.forget(str(address))
         _log.info("released %s of %s", address, lease.mac.hex(":"))
         return {}
 

@@ -1,0 +1,263 @@
+"""Keeping leases alive: RENEWING at T1, REBINDING at T2, re-acquiring after a NAK
+or expiry (RFC 2131 §4.4.5), for every lease the plugin holds.
+
+Docker never calls the plugin while a container runs, so without this the server
+would hand a running container's address to someone else. One heap of due times
+and one timer serve every lease, so the cost per lease stays flat however many
+are held. Each lease's first renewal is moved a little earlier than its T1, at
+random, so that a burst of leases taken together does not renew in one burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .engine import Engine
+from .errors import (
+    AddressRefusedError,
+    FastDHCPError,
+    NakError,
+    NoAnswerError,
+    ProtocolError,
+    StoreError,
+)
+from .lease import Lease
+from .store import Store
+
+_log = logging.getLogger(__name__)
+
+# RFC 2131 §4.4.5: retries wait half the time remaining, but not under 60 s.
+RETRY_FLOOR = 60.0
+# The first renewal is brought forward by up to this share of T1.
+RENEW_JITTER = 0.1
+
+
+@dataclass
+class KeeperConfig:
+    retry_floor: float = RETRY_FLOOR  # tests shorten it
+    jitter: float = RENEW_JITTER
+
+
+@dataclass
+class KeeperStats:
+    renewed: int = 0
+    rebound: int = 0
+    reacquired: int = 0
+    address_changes: int = 0  # re-acquired, but the server gave another address
+    lost: int = 0  # expired, and no server would lease the address again
+    naks: int = 0
+    failures: int = 0  # attempts that got no answer
+
+
+EngineFor = Callable[[str], Awaitable[Engine]]
+
+
+class LeaseKeeper:
+    """Renews every lease in the store at its due time."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine_for: EngineFor,
+        config: KeeperConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config or KeeperConfig()
+        self.stats = KeeperStats()
+        self._engine_for = engine_for  # pool id -> the engine of its interface
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._rng = random.Random()
+        # (due wall-clock time, sequence, address); stale entries are skipped by
+        # comparing with _due, which holds each address's one live due time.
+        self._heap: list[tuple[float, int, str]] = []
+        self._due: dict[str, float] = {}
+        self._sequence = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._working: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- what the driver tells it --------------------------------------------------------
+
+    def load(self) -> int:
+        """Track every lease in the store (start-up); returns how many."""
+        leases = self.store.leases()
+        for _, lease in leases:
+            self.track(lease)
+        return len(leases)
+
+    def track(self, lease: Lease, *, first: bool = True) -> None:
+        """Schedule the lease's next renewal (an infinite lease needs none)."""
+        if lease.renew_at is None:
+            self.forget(str(lease.address))
+            return
+        due = lease.renew_at
+        if first:
+            due -= self._rng.uniform(0.0, self.config.jitter * lease.t1)
+        self._schedule(str(lease.address), due)
+
+    def forget(self, address: str) -> None:
+        self._due.pop(address, None)
+
+    @property
+    def tracked(self) -> int:
+        return len(self._due)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._working):
+            task.cancel()
+        if self._working:
+            await asyncio.gather(*self._working, return_exceptions=True)
+
+    # -- the timer ---------------------------------------------------------------------------
+
+    def _schedule(self, address: str, due: float) -> None:
+        self._due[address] = due
+        self._sequence += 1
+        heapq.heappush(self._heap, (due, self._sequence, address))
+        self._arm()
+
+    def _arm(self) -> None:
+        while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # forgotten or rescheduled
+        if self._closed or not self._heap:
+            return
+        delay = max(0.0, self._heap[0][0] - self._clock())
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self._clock()
+        while self._heap and self._heap[0][0] <= now:
+            due, _, address = heapq.heappop(self._heap)
+            if self._due.get(address) != due:
+                continue
+            del self._due[address]
+            task = self._loop.create_task(self._keep(address))
+            self._working.add(task)
+            task.add_done_callback(self._working.discard)
+        self._arm()
+
+    # -- one lease ---------------------------------------------------------------------------
+
+    async def _keep(self, address: str) -> None:
+        held = self.store.lease_by_address(address)
+        if held is None:
+            return  # released meanwhile
+        pool_id, lease = held
+        try:
+            engine = await self._engine_for(pool_id)
+            await self._step(engine, pool_id, lease)
+        except asyncio.CancelledError:
+            raise
+        except (FastDHCPError, OSError) as exc:
+            # The engine's socket is gone (interface removed?): try again later.
+            _log.error("cannot keep %s of %s alive: %s", address, lease.mac.hex(":"), exc)
+            self._retry(lease, self._clock())
+
+    async def _step(self, engine: Engine, pool_id: str, lease: Lease) -> None:
+        now = self._clock()
+        expires, rebind_at = lease.expires_at, lease.rebind_at
+        if expires is None or rebind_at is None:
+            return
+        if now >= expires:
+            await self._reacquire(engine, pool_id, lease, "the lease expired")
+            return
+        rebinding = now >= rebind_at
+        # RFC 2131 §4.4.5: an attempt may take until the next phase begins.
+        deadline = (expires if rebinding else rebind_at) - now
+        try:
+            if rebinding:
+                renewed = await engine.rebind(lease, timeout=max(deadline, 1.0))
+            else:
+                renewed = await engine.renew(lease, timeout=max(deadline / 2, 1.0))
+        except NakError as exc:
+            self.stats.naks += 1
+            await self._reacquire(engine, pool_id, lease, f"DHCPNAK ({exc})")
+            return
+        except NoAnswerError:
+            self.stats.failures += 1
+            self._retry(lease, self._clock())
+            return
+        except ProtocolError as exc:
+            self.stats.failures += 1
+            _log.warning("renewal of %s failed: %s", lease.address, exc)
+            self._retry(lease, self._clock())
+            return
+        if self._released(lease):
+            return
+        self._save(pool_id, renewed)
+        if rebinding:
+            self.stats.rebound += 1
+        else:
+            self.stats.renewed += 1
+        self.track(renewed, first=False)
+
+    def _retry(self, lease: Lease, now: float) -> None:
+        """RFC 2131 §4.4.5: wait half the time left before T2 (or, rebinding,
+        before expiry), at least the floor, and never past the next phase."""
+        expires, rebind_at = lease.expires_at, lease.rebind_at
+        if expires is None or rebind_at is None:
+            return
+        if now >= expires:  # lost: keep asking, at the floor's pace
+            self._schedule(str(lease.address), now + self.config.retry_floor)
+            return
+        boundary = rebind_at if now < rebind_at else expires
+        wait = max((boundary - now) / 2, self.config.retry_floor)
+        self._schedule(str(lease.address), min(now + wait, boundary))
+
+    async def _reacquire(self, engine: Engine, pool_id: str, lease: Lease, why: str) -> None:
+        """INIT-REBOOT-like: ask again for the same address for the same MAC."""
+        _log.warning("%s for %s of %s: asking for it again", why, lease.address, lease.mac.hex(":"))
+        try:
+            fresh = await engine.acquire(
+                lease.mac,
+                client_id=lease.client_id,
+                hostname=lease.hostname,
+                vendor_class=lease.vendor_class,
+                requested_ip=lease.address,
+            )
+        except ProtocolError as exc:
+            # Nobody will lease it again (or the server offered another address):
+            # the container's address is no longer leased. Say so loudly.
+            self.stats.lost += 1
+            if isinstance(exc, AddressRefusedError):
+                self.stats.address_changes += 1
+            _log.error(
+                "LEASE LOST: container MAC %s holds %s, which is no longer leased (%s)",
+                lease.mac.hex(":"),
+                lease.address,
+                exc,
+            )
+            self._retry(lease, self._clock())
+            return
+        if self._released(lease):
+            await engine.release(fresh)
+            return
+        self.stats.reacquired += 1
+        self._save(pool_id, fresh)
+        self.track(fresh, first=False)
+
+    def _released(self, lease: Lease) -> bool:
+        """Docker released the address while the exchange ran."""
+        held = self.store.lease_by_address(str(lease.address))
+        return held is None or held[1].mac != lease.mac
+
+    def _save(self, pool_id: str, lease: Lease) -> None:
+        try:
+            self.store.put_lease(pool_id, lease)
+        except StoreError as exc:
+            _log.error("cannot record the renewal of %s: %s", lease.address, exc)

@@ -1,0 +1,143 @@
+"""The lease keeper on the in-process fake server, with leases of a few seconds:
+renew at T1, rebind at T2 when the server changes, re-acquire after a NAK, and
+loud failure when a lease is lost (RFC 2131 §4.4.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+from fake_dhcp import NETWORK, FakeServer, dhcp_pair
+
+from fastdhcp.engine import Engine, EngineConfig
+from fastdhcp.lease import Lease
+from fastdhcp.lifecycle import KeeperConfig, LeaseKeeper
+from fastdhcp.spec import MessageType
+from fastdhcp.store import PoolRecord, Store
+
+pytestmark = pytest.mark.asyncio
+
+FAST = EngineConfig(retransmit_initial=0.05, retransmit_max=0.2, timeout=0.6, renew_timeout=0.6)
+POOL = "pool-1"
+MAC = bytes.fromhex("02420a000001")
+
+
+@asynccontextmanager
+async def kept(
+    tmp_path: Path, **server_options: object
+) -> AsyncIterator[tuple[LeaseKeeper, Engine, FakeServer, Store]]:
+    options = {"lease_time": 3, "t1": 1, "t2": 2, **server_options}
+    async with dhcp_pair(FAST, **options) as (engine, server):
+        store = Store.open(tmp_path / "state")
+        store.add_pool(PoolRecord(POOL, "fake0", str(NETWORK)))
+
+        async def engine_for(pool_id: str) -> Engine:
+            assert pool_id == POOL
+            return engine
+
+        keeper = LeaseKeeper(store, engine_for, KeeperConfig(retry_floor=0.2, jitter=0.1))
+        try:
+            yield keeper, engine, server, store
+        finally:
+            await keeper.close()
+            store.close()
+
+
+async def hold(keeper: LeaseKeeper, engine: Engine, store: Store, mac: bytes = MAC) -> Lease:
+    lease = await engine.acquire(mac)
+    store.put_lease(POOL, lease)
+    keeper.track(lease)
+    return lease
+
+
+def renewals(server: FakeServer) -> list[object]:
+    return [seen for seen in server.seen(MessageType.REQUEST) if int(seen.ciaddr)]
+
+
+async def test_a_lease_is_renewed_at_t1_again_and_again(tmp_path: Path) -> None:
+    async with kept(tmp_path) as (keeper, engine, server, store):
+        lease = await hold(keeper, engine, store)
+        deadline = time.time() + 4.5  # one and a half lease times
+        while time.time() < deadline:
+            held = store.lease_by_address(lease.address)
+            assert held is not None and held[1].expires_at is not None
+            assert held[1].expires_at > time.time(), "the lease expired"
+            await asyncio.sleep(0.1)
+        assert keeper.stats.renewed >= 3
+        # RFC 2131 §4.3.2: RENEWING is unicast to the server, ciaddr set.
+        first = renewals(server)[0]
+        assert first.dst_mac == lease.server_mac and first.ciaddr == lease.address
+        assert store.lease_by_address(lease.address)[1].bound_at > lease.bound_at  # type: ignore[index]
+
+
+async def test_rebinding_reaches_a_new_server_at_t2(tmp_path: Path) -> None:
+    async with kept(tmp_path) as (keeper, engine, server, store):
+        lease = await hold(keeper, engine, store)
+        # The server now answers as another: RENEWING (to the old id) gets no
+        # usable answer, REBINDING (to anyone) does.
+        server.become(IPv4Address("10.0.0.2"), bytes.fromhex("525400000002"))
+        await asyncio.sleep(2.6)
+        held = store.lease_by_address(lease.address)
+        assert held is not None and held[1].server_id == IPv4Address("10.0.0.2")
+        assert keeper.stats.rebound >= 1 and keeper.stats.failures >= 1
+        assert held[1].expires_at is not None and held[1].expires_at > time.time()
+
+
+async def test_a_nak_reacquires_the_same_address(tmp_path: Path) -> None:
+    async with kept(tmp_path) as (keeper, engine, server, store):
+        lease = await hold(keeper, engine, store)
+        server.nak = 1  # the first renewal is refused
+        await asyncio.sleep(1.5)
+        assert keeper.stats.naks == 1 and keeper.stats.reacquired == 1
+        held = store.lease_by_address(lease.address)
+        assert held is not None and held[1].mac == MAC
+        # The re-acquisition asked for the same address (option 50).
+        assert server.seen(MessageType.DISCOVER)[-1].message.requested_ip == lease.address
+
+
+async def test_a_lost_lease_is_said_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with kept(tmp_path) as (keeper, engine, server, store):
+        lease = await hold(keeper, engine, store)
+        server.silent = True
+        with caplog.at_level(logging.ERROR, logger="fastdhcp.lifecycle"):
+            await asyncio.sleep(4.0)
+        assert keeper.stats.lost >= 1
+        lost = [record.message for record in caplog.records if "LEASE LOST" in record.message]
+        assert lost and lease.mac.hex(":") in lost[0] and str(lease.address) in lost[0]
+
+
+async def test_released_leases_are_no_longer_renewed(tmp_path: Path) -> None:
+    async with kept(tmp_path) as (keeper, engine, server, store):
+        lease = await hold(keeper, engine, store)
+        store.remove_lease(lease.address)
+        keeper.forget(str(lease.address))
+        await asyncio.sleep(1.5)
+        assert renewals(server) == [] and keeper.tracked == 0
+
+
+async def test_first_renewals_of_a_burst_are_spread(tmp_path: Path) -> None:
+    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
+        leases = await asyncio.gather(
+            *(engine.acquire(bytes((2, 0, 0, 0, 1, n))) for n in range(100))
+        )
+        for lease in leases:
+            store.put_lease(POOL, lease)
+            keeper.track(lease)
+        offsets = [keeper._due[str(lease.address)] - lease.bound_at for lease in leases]
+        assert all(1800 * 0.9 <= offset <= 1800 for offset in offsets)
+        assert max(offsets) - min(offsets) > 100  # spread over minutes, not one burst
+
+
+async def test_load_tracks_every_stored_lease(tmp_path: Path) -> None:
+    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
+        for n in range(5):
+            store.put_lease(POOL, await engine.acquire(bytes((2, 0, 0, 0, 2, n))))
+        assert keeper.load() == 5 and keeper.tracked == 5
