@@ -396,6 +396,15 @@ class Dockerd:
             if time.monotonic() > deadline:
                 raise self.error(f"the old containerd (pid {pid}) is still a zombie")
             time.sleep(0.05)
+        # It may also still be on its way out (the parent-death signal is being
+        # handled): a dockerd started then finds it "still running", dials a socket
+        # that is closing, and fails after 30 s (seen once in CI). Give it a few
+        # seconds to go; one that stays is really running, and dockerd reuses it.
+        exiting_deadline = time.monotonic() + 5.0
+        while _proc_state(pid) not in (None, "Z") and time.monotonic() < exiting_deadline:
+            time.sleep(0.05)
+        while _proc_state(pid) == "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _signal_and_wait(self, sig: int, timeout: float) -> int | None:
         proc = self.proc
