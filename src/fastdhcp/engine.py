@@ -408,12 +408,11 @@ class Engine:
         self._exchanges[xid] = exchange
 
     def _forget(self, exchange: _Exchange) -> None:
-        if self._exchanges.get(exchange.xid) is exchange:
-            del self._exchanges[exchange.xid]
-        for handle in (exchange.retransmit_handle, exchange.deadline_handle):
-            if handle is not None:
-                handle.cancel()
-        exchange.retransmit_handle = exchange.deadline_handle = None
+        """Drop every trace of a finished (or cancelled) exchange."""
+        self._forget_xid(exchange)
+        if exchange.deadline_handle is not None:
+            exchange.deadline_handle.cancel()
+            exchange.deadline_handle = None
         if exchange.active:
             exchange.active = False
             self._active -= 1
@@ -447,8 +446,12 @@ class Engine:
         self._transmit(exchange)
 
     def _forget_xid(self, exchange: _Exchange) -> None:
+        """Stop matching replies to the exchange's current xid, and retransmitting."""
         if self._exchanges.get(exchange.xid) is exchange:
             del self._exchanges[exchange.xid]
+        self._forget_retransmit(exchange)
+
+    def _forget_retransmit(self, exchange: _Exchange) -> None:
         if exchange.retransmit_handle is not None:
             exchange.retransmit_handle.cancel()
             exchange.retransmit_handle = None
@@ -732,11 +735,6 @@ class Engine:
         exchange.offer_address = offered
         exchange.offer_server = server
         self._transmit(exchange)
-
-    def _forget_retransmit(self, exchange: _Exchange) -> None:
-        if exchange.retransmit_handle is not None:
-            exchange.retransmit_handle.cancel()
-            exchange.retransmit_handle = None
 
     def _on_nak(
         self, exchange: _Exchange, server: IPv4Address | None, message: codec.Message
