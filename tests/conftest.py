@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -37,3 +38,16 @@ def codec(request: pytest.FixtureRequest) -> ModuleType:
 def both_codecs() -> tuple[ModuleType, ModuleType]:
     """(cython, python), for tests that compare the two directly."""
     return load_codec("cython"), load_codec("python")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test shows the log tail of every lab daemon it used (DHCP servers,
+    dockerd, plugins: tests/integration/lab_pytest.attach)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        for daemon in item.__dict__.get("_lab_daemons", []):
+            report.sections.append(
+                (f"{daemon.name} log tail ({daemon.log_file})", daemon.log_tail(60))
+            )

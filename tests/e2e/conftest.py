@@ -23,7 +23,6 @@ probe: every request it recorded) are attached to the report.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,45 +35,14 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 import docker_lab
 import lab
+import lab_pytest
 
-REQUIRE_LAB = os.environ.get("FASTDHCP_REQUIRE_LAB") == "1"
-
-# binary -> the Debian package that provides it (for the skip reason)
-PACKAGES = {
-    "ip": "iproute2",
-    "umount": "mount",
-    "dockerd": "docker.io",
-    "docker": "docker.io",
-    "containerd": "containerd",
-    "runc": "runc",
-}
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE_LAB:
-        pytest.fail(f"FASTDHCP_REQUIRE_LAB=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        _unavailable(
-            f"the e2e lab needs root (dockerd, namespaces, veth); running as uid {os.geteuid()}"
-        )
-
-
-def require_binaries(*names: str) -> None:
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        pkgs = sorted({PACKAGES.get(n, n) for n in missing})
-        _unavailable(
-            f"the e2e lab needs {', '.join(missing)} on PATH (apt-get install {' '.join(pkgs)})"
-        )
+WHO = "the e2e lab"
 
 
 def require_busybox(path: str = "/bin/busybox") -> str:
     if not os.access(path, os.X_OK):
-        _unavailable(
+        lab_pytest.unavailable(
             f"the e2e lab builds its image from a static {path} (apt-get install busybox-static)"
         )
     return path
@@ -84,15 +52,11 @@ def require_busybox(path: str = "/bin/busybox") -> str:
 def e2e_session() -> Iterator[None]:
     """Root and binaries check, and removal of what a crashed earlier run left
     (segments, dockerd roots, plugin sockets whose owner is dead)."""
-    require_root()
-    require_binaries("ip", "umount", "dockerd", "docker", "containerd", "runc")
+    lab_pytest.require_root(WHO, "dockerd, namespaces, veth")
+    lab_pytest.require_binaries(WHO, "ip", "umount", "dockerd", "docker", "containerd", "runc")
     lab.cleanup_stale()
     docker_lab.cleanup_stale()
     yield
-
-
-def _attach(request: pytest.FixtureRequest, daemon: Any) -> None:
-    request.node.__dict__.setdefault("_lab_daemons", []).append(daemon)
 
 
 @pytest.fixture
@@ -126,7 +90,7 @@ def dockerd(
     Indirect parametrization gives extra dockerd arguments (``["--live-restore"]``)."""
     extra = list(getattr(request, "param", None) or ())
     d = docker_lab.Dockerd(log_dir=tmp_path / "dockerd", extra_args=extra)
-    _attach(request, d)
+    lab_pytest.attach(request, d)
     try:
         d.start()
         yield d
@@ -153,19 +117,8 @@ def probe_plugin(
     def start(**options: Any) -> docker_lab.ProbePlugin:
         plugin = docker_lab.ProbePlugin(tmp_path / f"probe{len(plugins)}", **options)
         plugins.append(plugin)
-        _attach(request, plugin)
+        lab_pytest.attach(request, plugin)
         plugin.start()
         return plugin
 
     return start
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.failed:
-        for daemon in item.__dict__.get("_lab_daemons", []):
-            report.sections.append(
-                (f"{daemon.name} log tail ({daemon.log_file})", daemon.log_tail(60))
-            )

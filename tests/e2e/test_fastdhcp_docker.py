@@ -15,6 +15,7 @@ from typing import Any
 
 import docker_lab
 import lab
+import lab_pytest
 import pytest
 
 from fastdhcp.engine import Engine, EngineConfig
@@ -61,7 +62,7 @@ def fastdhcp(
 ) -> FastdhcpPlugin:
     plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
     plugins.append(plugin)
-    request.node.__dict__.setdefault("_lab_daemons", []).append(plugin)
+    lab_pytest.attach(request, plugin)
     plugin.start()
     return plugin
 

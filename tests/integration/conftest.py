@@ -11,58 +11,27 @@ report ("dnsmasq log tail" / "kea log tail" sections).
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab
+import lab_pytest
 
-REQUIRE_LAB = os.environ.get("FASTDHCP_REQUIRE_LAB") == "1"
-
-# binary -> the Debian package that provides it (for the skip reason)
-PACKAGES = {
-    "ip": "iproute2",
-    "ss": "iproute2",
-    "dnsmasq": "dnsmasq-base",
-    "kea-dhcp4": "kea-dhcp4-server",
-    "perfdhcp": "kea-admin",
-    "busybox": "busybox-static",
-}
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE_LAB:
-        pytest.fail(f"FASTDHCP_REQUIRE_LAB=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        _unavailable(
-            "integration lab needs root (network namespaces, veth, raw sockets); "
-            f"running as uid {os.geteuid()}"
-        )
+WHO = "integration lab"
 
 
 def require_binaries(*names: str) -> None:
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        pkgs = sorted({PACKAGES.get(n, n) for n in missing})
-        _unavailable(
-            f"integration lab needs {', '.join(missing)} on PATH (apt-get install {' '.join(pkgs)})"
-        )
+    lab_pytest.require_binaries(WHO, *names)
 
 
 @pytest.fixture(scope="session")
 def lab_session() -> Iterator[None]:
     """Root check, and removal of leftovers from an earlier run that crashed."""
-    require_root()
+    lab_pytest.require_root(WHO, "network namespaces, veth, raw sockets")
     require_binaries("ip", "ss")
     lab.cleanup_stale()
     yield
@@ -82,10 +51,6 @@ def segment(lab_session: None) -> Iterator[lab.Segment]:
         yield seg
 
 
-def _attach(request: pytest.FixtureRequest, daemon: Any) -> None:
-    request.node.__dict__.setdefault("_lab_daemons", []).append(daemon)
-
-
 def _start_server(
     kind: str, request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
 ) -> lab.Dnsmasq | lab.Kea:
@@ -99,7 +64,7 @@ def _start_server(
         server = lab.Kea(segment, workdir=tmp_path / "kea")
     else:
         raise ValueError(kind)
-    _attach(request, server)
+    lab_pytest.attach(request, server)
     server.start()
     return server
 
@@ -139,14 +104,3 @@ def udhcpc(segment: lab.Segment) -> Iterator[lab.Udhcpc]:
     client = lab.Udhcpc(segment)
     yield client
     client.close()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.failed:
-        for daemon in item.__dict__.get("_lab_daemons", []):
-            report.sections.append(
-                (f"{daemon.name} log tail ({daemon.log_file})", daemon.log_tail(60))
-            )

@@ -1,0 +1,57 @@
+"""What the integration and end-to-end labs share on the pytest side: the
+prerequisite checks and the daemons whose logs a failed test shows.
+
+Where a prerequisite is missing the test is *skipped* with a reason naming exactly
+what is missing; ``FASTDHCP_REQUIRE_LAB=1`` (CI, which runs as root with the
+packages installed) turns those skips into failures, so a broken lab cannot pass
+as "skipped".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import pytest
+
+REQUIRE_LAB = os.environ.get("FASTDHCP_REQUIRE_LAB") == "1"
+
+# binary -> the Debian package that provides it (for the skip reason)
+PACKAGES = {
+    "ip": "iproute2",
+    "ss": "iproute2",
+    "umount": "mount",
+    "dnsmasq": "dnsmasq-base",
+    "kea-dhcp4": "kea-dhcp4-server",
+    "perfdhcp": "kea-admin",
+    "busybox": "busybox-static",
+    "dockerd": "docker.io",
+    "docker": "docker.io",
+    "containerd": "containerd",
+    "runc": "runc",
+}
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_LAB:
+        pytest.fail(f"FASTDHCP_REQUIRE_LAB=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_root(who: str, why: str) -> None:
+    """``who``: "integration lab" or "the e2e lab"; ``why``: what root is for."""
+    if os.geteuid() != 0:
+        unavailable(f"{who} needs root ({why}); running as uid {os.geteuid()}")
+
+
+def require_binaries(who: str, *names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pkgs = sorted({PACKAGES.get(n, n) for n in missing})
+        unavailable(f"{who} needs {', '.join(missing)} on PATH (apt-get install {' '.join(pkgs)})")
+
+
+def attach(request: pytest.FixtureRequest, daemon: Any) -> None:
+    """Show ``daemon``'s log tail if the test fails (tests/conftest.py's hook)."""
+    request.node.__dict__.setdefault("_lab_daemons", []).append(daemon)
