@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any, Protocol, Self
@@ -168,6 +168,7 @@ class _Exchange:
     hostname: str | None = None
     vendor_class: bytes | None = None
     requested_ip: IPv4Address | None = None
+    on_request: OnRequest | None = None  # acquiring: told of each offer before it is taken
     lease: Lease | None = None  # renewing and rebinding: the lease to extend
     xid: int = 0
     started: float = 0.0
@@ -183,6 +184,11 @@ class _Exchange:
     deadline_handle: asyncio.TimerHandle | None = None
     sent: Counter[str] = field(default_factory=Counter)
     received: Counter[str] = field(default_factory=Counter)
+
+
+# Called with (offered address, server id, server MAC) just before the REQUEST
+# that takes an offer goes out: from then on the server may commit a lease.
+OnRequest = Callable[[IPv4Address, IPv4Address, bytes], None]
 
 
 def random_mac(rng: random.Random | None = None) -> bytes:
@@ -268,12 +274,18 @@ class Engine:
         vendor_class: bytes | None = None,
         requested_ip: IPv4Address | str | None = None,
         timeout: float | None = None,
+        on_request: OnRequest | None = None,
     ) -> Lease:
         """DISCOVER → OFFER → REQUEST → ACK for ``mac`` (RFC 2131 §3.1).
 
         A NAK restarts from INIT. With ``requested_ip``, the DISCOVER asks for that
         address (option 50) and an offer of any other fails with
         AddressRefusedError. No answer by the deadline: NoAnswerError.
+
+        ``on_request`` hears of each offer about to be taken, before its REQUEST is
+        sent, so that a caller can record what the server may lease to ``mac`` even
+        if this process dies before the ACK arrives. If it raises, no REQUEST is
+        sent and the exchange fails with that error.
         """
         exchange = self._new_exchange(
             _State.SELECTING,
@@ -283,6 +295,7 @@ class Engine:
             hostname=hostname,
             vendor_class=vendor_class,
             requested_ip=None if requested_ip is None else IPv4Address(requested_ip),
+            on_request=on_request,
         )
         result: Lease = await self._run(exchange)
         return result
@@ -699,7 +712,7 @@ class Engine:
             if state is _State.PROBING:
                 self._finish(exchange, _offer_report(message, server))
             else:
-                self._take_offer(exchange, message, server)
+                self._take_offer(exchange, message, server, server_mac)
             return
 
         if kind not in (MessageType.ACK, MessageType.NAK):
@@ -718,7 +731,9 @@ class Engine:
             return
         self._on_ack(exchange, server, message, server_mac)
 
-    def _take_offer(self, exchange: _Exchange, offer: codec.Message, server: IPv4Address) -> None:
+    def _take_offer(
+        self, exchange: _Exchange, offer: codec.Message, server: IPv4Address, server_mac: bytes
+    ) -> None:
         offered = offer.yiaddr
         if exchange.requested_ip is not None and offered != exchange.requested_ip:
             self._finish(
@@ -729,6 +744,12 @@ class Engine:
                 ),
             )
             return
+        if exchange.on_request is not None:
+            try:
+                exchange.on_request(offered, server, server_mac)
+            except Exception as exc:  # noqa: BLE001 - any failure to record: do not REQUEST
+                self._finish(exchange, exc)
+                return
         self._forget_retransmit(exchange)
         exchange.state = _State.REQUESTING
         exchange.attempt = 0

@@ -27,10 +27,10 @@ from typing import Any, Self
 from .errors import StoreError
 from .lease import Lease
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "PoolRecord", "Store"]
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "PendingRequest", "PoolRecord", "Store"]
 
 DB_NAME = "leases.sqlite3"
-SCHEMA_VERSION = 1  # PRAGMA user_version of the schema below
+SCHEMA_VERSION = 2  # PRAGMA user_version of the schema below
 BUSY_TIMEOUT_MS = 5000  # WAL readers never block the writer; a second writer or a WAL recovery may
 
 # MIGRATIONS[n] takes a store from user_version n - 1 to n, in one transaction.
@@ -66,6 +66,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             bound_at     REAL NOT NULL,
             state        TEXT NOT NULL DEFAULT 'bound',
             UNIQUE (pool_id, mac)
+        )""",
+    ),
+    2: (
+        # An acquisition whose REQUEST is on the wire: from then on the server may
+        # commit a lease that the plugin, if it dies before the ACK, never stores.
+        # put_lease() deletes the row in the transaction that stores the lease; a
+        # row still here at start-up is an acquisition cut short, released then.
+        """CREATE TABLE pending_requests (
+            pool_id      TEXT NOT NULL REFERENCES pools (pool_id),
+            mac          BLOB NOT NULL,
+            address      TEXT NOT NULL,    -- the address REQUESTed
+            server_id    TEXT NOT NULL,
+            server_mac   BLOB NOT NULL,
+            client_id    BLOB,
+            requested_at REAL NOT NULL,
+            PRIMARY KEY (pool_id, mac)
         )""",
     ),
 }
@@ -133,6 +149,38 @@ class PoolRecord:
             for name in ("interface", "subnet", "gateway", "options")
             if getattr(self, name) != getattr(other, name)
         ]
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """An acquisition between its REQUEST and its ACK (see MIGRATIONS[2])."""
+
+    pool_id: str
+    mac: bytes
+    address: IPv4Address
+    server_id: IPv4Address
+    server_mac: bytes
+    client_id: bytes | None = None
+    requested_at: float = field(default_factory=time.time)
+
+    def as_lease(self) -> Lease:
+        """What a RELEASE of it needs (RFC 2131 §4.4.6: ciaddr, server id, client
+        id), in the shape Engine.release takes; the rest is never read."""
+        return Lease(
+            mac=self.mac,
+            address=self.address,
+            prefix_len=None,
+            router=None,
+            dns=(),
+            domain=None,
+            server_id=self.server_id,
+            server_mac=self.server_mac,
+            lease_time=0,
+            t1=0.0,
+            t2=0.0,
+            bound_at=self.requested_at,
+            client_id=self.client_id,
+        )
 
 
 class Store:
@@ -237,6 +285,14 @@ class Store:
                     f"{self.path}: pool {pool_id!r} still holds {len(held)}"
                     f" lease(s): {shown}{more}; release them first"
                 )
+            pending = conn.execute(
+                "SELECT count(*) FROM pending_requests WHERE pool_id = ?", (pool_id,)
+            ).fetchone()[0]
+            if pending:
+                raise StoreError(
+                    f"{self.path}: pool {pool_id!r} has {pending} acquisition(s) in progress;"
+                    " try again when they finish"
+                )
             return conn.execute("DELETE FROM pools WHERE pool_id = ?", (pool_id,)).rowcount > 0
 
     # -- leases --------------------------------------------------------------------
@@ -271,6 +327,9 @@ class Store:
                     f" in pool {pool_id!r}; remove that lease first"
                 )
             conn.execute(SQL_UPSERT_LEASE, _lease_params(pool_id, lease))
+            conn.execute(
+                "DELETE FROM pending_requests WHERE pool_id = ? AND mac = ?", (pool_id, lease.mac)
+            )
 
     def move_lease(self, address: IPv4Address | str, pool_id: str) -> bool:
         """Re-home a held lease to another pool, in one transaction.
@@ -308,6 +367,46 @@ class Store:
         with self._write("remove lease") as conn:
             cur = conn.execute("DELETE FROM leases WHERE address = ?", (str(IPv4Address(address)),))
             return cur.rowcount > 0
+
+    # -- acquisitions in progress --------------------------------------------------
+
+    def put_pending(self, request: PendingRequest) -> None:
+        """Record (or, after a NAK and a new offer, replace) the REQUEST that
+        ``request.mac`` is about to send. Committed when it returns."""
+        with self._write("record a pending request") as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO pending_requests (pool_id, mac, address, server_id,"
+                " server_mac, client_id, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.pool_id,
+                    request.mac,
+                    str(request.address),
+                    str(request.server_id),
+                    request.server_mac,
+                    request.client_id,
+                    request.requested_at,
+                ),
+            )
+
+    def remove_pending(self, pool_id: str, mac: bytes) -> bool:
+        with self._write("remove a pending request") as conn:
+            cur = conn.execute(
+                "DELETE FROM pending_requests WHERE pool_id = ? AND mac = ?", (pool_id, mac)
+            )
+            return cur.rowcount > 0
+
+    def pending(self) -> list[PendingRequest]:
+        """Every acquisition recorded as in progress, oldest first."""
+        rows = self._read(
+            "SELECT pool_id, mac, address, server_id, server_mac, client_id, requested_at"
+            " FROM pending_requests ORDER BY requested_at"
+        )
+        return [
+            PendingRequest(
+                pool_id, mac, IPv4Address(address), IPv4Address(server), server_mac, cid, at
+            )
+            for pool_id, mac, address, server, server_mac, cid, at in rows
+        ]
 
     # -- plumbing ------------------------------------------------------------------
 

@@ -298,6 +298,36 @@ async def test_send_errors_are_counted_and_quoted() -> None:
     assert server.received == []
 
 
+# -- on_request: the caller hears of each offer before its REQUEST ---------------------------
+
+
+async def test_on_request_hears_each_offer_before_its_request() -> None:
+    heard: list[tuple[IPv4Address, IPv4Address, bytes, int]] = []
+    async with dhcp_pair(fast(), nak=1) as (engine, server):
+
+        def record(address: IPv4Address, server_id: IPv4Address, server_mac: bytes) -> None:
+            heard.append((address, server_id, server_mac, len(server.seen(REQUEST))))
+
+        lease = await engine.acquire(MAC, on_request=record)
+    # Once per offer taken (a NAK brings a second), each before its REQUEST left.
+    assert heard == [
+        (IPv4Address("10.0.0.10"), SERVER_ID, SERVER_MAC, 0),
+        (IPv4Address("10.0.0.10"), SERVER_ID, SERVER_MAC, 1),
+    ]
+    assert lease.address == IPv4Address("10.0.0.10")
+
+
+async def test_an_on_request_that_fails_stops_the_request() -> None:
+    def refuse(address: IPv4Address, server_id: IPv4Address, server_mac: bytes) -> None:
+        raise OSError("disk full")
+
+    async with dhcp_pair(fast()) as (engine, server):
+        with pytest.raises(OSError, match="disk full"):
+            await engine.acquire(MAC, on_request=refuse)
+        assert engine.in_flight == 0 and pending_timers(engine) == []
+    assert server.seen(REQUEST) == []
+
+
 # -- DHCPNAK (RFC 2131 §3.1 step 5, §4.4.1) ----------------------------------------------
 
 

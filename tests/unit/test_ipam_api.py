@@ -14,7 +14,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from fake_dhcp import NETWORK, ROUTER, FakeServer, SocketPairTransport
+from fake_dhcp import NETWORK, ROUTER, SERVER_ID, SERVER_MAC, FakeServer, SocketPairTransport
 
 from fastdhcp.daemon import claim_socket
 from fastdhcp.engine import Engine, EngineConfig
 from fastdhcp.ipam.driver import Driver, DriverConfig
 from fastdhcp.ipam.http import make_app
 from fastdhcp.spec import MessageType
-from fastdhcp.store import Store
+from fastdhcp.store import PendingRequest, Store
 
 pytestmark = pytest.mark.asyncio
 
@@ -299,6 +299,53 @@ async def test_no_dhcp_server_fails_within_the_bound(plugin: Plugin) -> None:
     status, reply = await plugin.address(pool_id)
     assert status == 504 and "no lease for" in reply["Err"] and "received nothing" in reply["Err"]
     assert loop.time() - started < 3.0
+
+
+# -- acquisitions cut short: nothing stays leased that Docker never saw -----------------------
+
+
+async def test_the_request_is_on_record_until_its_lease_is_stored(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    plugin.server.delay[MessageType.REQUEST] = 0.3
+    asking = asyncio.create_task(plugin.address(pool_id))
+    await plugin.server.wait_seen(MessageType.REQUEST)
+    [request] = plugin.driver.store.pending()
+    assert (request.pool_id, request.mac.hex(":")) == (pool_id, MAC)
+    [sent] = plugin.server.seen(MessageType.REQUEST)
+    assert request.address == IPv4Address(sent.options[50])  # option 50: the address asked for
+    status, reply = await asking
+    assert status == 200 and reply["Address"].startswith(f"{request.address}/")
+    assert plugin.driver.store.pending() == []
+
+
+async def test_a_request_left_unanswered_is_released(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    plugin.server.ignore.add(MessageType.REQUEST)
+    status, reply = await plugin.address(pool_id)
+    assert status == 504, reply
+    # The server may have ACKed into the void: RELEASE what was requested.
+    await plugin.server.wait_seen(MessageType.RELEASE)
+    [release] = plugin.server.seen(MessageType.RELEASE)
+    requested = IPv4Address(plugin.server.seen(MessageType.REQUEST)[0].options[50])
+    assert release.ciaddr == requested and release.chaddr.hex(":") == MAC
+    assert plugin.driver.store.pending() == []
+
+
+async def test_an_acquisition_cut_short_by_a_crash_is_released_at_start(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    mac = bytes.fromhex("02420a000009")
+    plugin.driver.store.put_pending(
+        PendingRequest(pool_id, mac, IPv4Address("10.0.0.77"), SERVER_ID, SERVER_MAC)
+    )
+    # One whose lease was stored is not released (its row went with the lease).
+    _, reply = await plugin.address(pool_id)
+    assert await plugin.driver.start() == 1
+    await plugin.server.wait_seen(MessageType.RELEASE)
+    [release] = plugin.server.seen(MessageType.RELEASE)
+    assert (release.ciaddr, release.chaddr) == (IPv4Address("10.0.0.77"), mac)
+    assert release.dst_mac == SERVER_MAC
+    assert plugin.driver.store.pending() == []
+    assert await plugin.address(pool_id) == (200, reply)
 
 
 # -- bad input: a clear error, and the daemon keeps serving ------------------------------

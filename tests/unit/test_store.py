@@ -24,7 +24,7 @@ import fastdhcp.store as store_module
 from fastdhcp.errors import FastDHCPError, StoreError
 from fastdhcp.lease import Lease
 from fastdhcp.spec import INFINITE_LEASE
-from fastdhcp.store import DB_NAME, SCHEMA_VERSION, PoolRecord, Store
+from fastdhcp.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, PendingRequest, PoolRecord, Store
 
 MAC_A = bytes.fromhex("02000000000a")
 MAC_B = bytes.fromhex("02000000000b")
@@ -229,6 +229,79 @@ def test_remove_pool_refuses_while_leases_are_held(store: Store) -> None:
     assert store.remove_pool("pool-1") is True
     assert store.get_pool("pool-1") is None
     assert store.remove_pool("pool-1") is False
+
+
+# -- acquisitions in progress -----------------------------------------------------------
+
+
+def pending(mac: bytes = MAC_A, address: str = "10.0.0.5") -> PendingRequest:
+    return PendingRequest(
+        "pool-1",
+        mac,
+        IPv4Address(address),
+        IPv4Address("10.0.0.2"),
+        SERVER_MAC,
+        b"\x01" + mac,
+        requested_at=1_712_345_678.5 + mac[-1],
+    )
+
+
+def test_a_pending_request_survives_a_restart_until_its_lease_is_stored(state: Path) -> None:
+    with Store.open(state) as first:
+        first.add_pool(POOL)
+        first.put_pending(pending())
+        first.put_pending(pending(MAC_B, "10.0.0.6"))
+    with Store.open(state) as second:
+        assert second.pending() == [pending(), pending(MAC_B, "10.0.0.6")]
+        # The ACK's lease and the end of the request commit together.
+        second.put_lease("pool-1", lease())
+        assert second.pending() == [pending(MAC_B, "10.0.0.6")]
+        assert second.remove_pending("pool-1", MAC_B) is True
+        assert second.remove_pending("pool-1", MAC_B) is False
+        assert second.pending() == []
+
+
+def test_a_new_offer_replaces_the_pending_request_of_its_mac(store: Store) -> None:
+    store.put_pending(pending())
+    store.put_pending(pending(address="10.0.0.9"))  # NAKed, then another offer
+    assert [request.address for request in store.pending()] == [IPv4Address("10.0.0.9")]
+
+
+def test_a_pending_request_becomes_what_a_release_needs(store: Store) -> None:
+    as_lease = pending().as_lease()
+    assert (as_lease.mac, as_lease.address, as_lease.server_id, as_lease.server_mac) == (
+        MAC_A,
+        IPv4Address("10.0.0.5"),
+        IPv4Address("10.0.0.2"),
+        SERVER_MAC,
+    )
+    assert as_lease.client_id == b"\x01" + MAC_A
+
+
+def test_remove_pool_refuses_while_an_acquisition_is_in_progress(store: Store) -> None:
+    store.put_pending(pending())
+    with pytest.raises(StoreError, match="1 acquisition"):
+        store.remove_pool("pool-1")
+    store.remove_pending("pool-1", MAC_A)
+    assert store.remove_pool("pool-1") is True
+
+
+def test_a_store_of_schema_1_is_upgraded_with_its_leases(state: Path) -> None:
+    state.mkdir(mode=0o700)
+    conn = sqlite3.connect(state / DB_NAME)
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO pools VALUES ('pool-1', 'eth0', '10.0.0.0/16', NULL, '{}', 1.0)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store.open(state) as upgraded:
+        assert [pool.pool_id for pool in upgraded.pools()] == ["pool-1"]
+        upgraded.put_pending(pending())
+        assert len(upgraded.pending()) == 1
+    conn = sqlite3.connect(state / DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
 
 
 def test_add_pool_is_idempotent_for_the_same_content(store: Store) -> None:

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..lease import Lease
 from ..lifecycle import KeeperConfig, LeaseKeeper
-from ..store import PoolRecord, Store
+from ..store import PendingRequest, PoolRecord, Store
 from . import options as pool_options
 
 _log = logging.getLogger(__name__)
@@ -135,9 +135,46 @@ class Driver:
         self.keeper: LeaseKeeper | None = None
 
     async def start(self) -> int:
-        """Start renewing every lease in the store; returns how many are held."""
+        """Settle acquisitions an earlier run left unfinished, then start renewing
+        every lease in the store; returns how many are held."""
+        for request in self.store.pending():
+            await self._settle(request, "an earlier run stopped before its ACK")
         self.keeper = LeaseKeeper(self.store, self._engine_for_pool, self.config.keeper)
         return self.keeper.load()
+
+    async def _settle(self, request: PendingRequest, why: str) -> None:
+        """Release what the server may have leased for an acquisition whose outcome
+        Docker never saw succeed (the plugin died, or the ACK never came), so that
+        no address stays leased to a MAC no container has. A server that holds no
+        such lease ignores the RELEASE (RFC 2131 §4.3.4)."""
+        held = self.store.lease_by_address(str(request.address))
+        if held is None or held[1].mac != request.mac:
+            try:
+                pool = self._pool(request.pool_id)
+                engine = await self._engine(pool_options.parse(pool.options))
+                await engine.release(request.as_lease())
+                _log.warning(
+                    "%s: released %s, requested for %s from %s; Docker saw no address for it",
+                    why,
+                    request.address,
+                    request.mac.hex(":"),
+                    request.server_id,
+                )
+            except (FastDHCPError, OSError) as exc:
+                _log.error(
+                    "%s: cannot release %s, requested for %s (%s); the server's lease will expire",
+                    why,
+                    request.address,
+                    request.mac.hex(":"),
+                    exc,
+                )
+        self._drop_pending(request.pool_id, request.mac)
+
+    def _drop_pending(self, pool_id: str, mac: bytes) -> None:
+        try:
+            self.store.remove_pending(pool_id, mac)
+        except StoreError as exc:  # the next start settles it again: a spare RELEASE
+            _log.error("cannot clear the pending request of %s: %s", mac.hex(":"), exc)
 
     async def _engine_for_pool(self, pool_id: str) -> Engine:
         pool = self._pool(pool_id)
@@ -373,16 +410,34 @@ class Driver:
         elif opts.client_id == "endpoint" and endpoint:
             client_id = b"\x00" + endpoint.encode()
         hostname = endpoint if opts.hostname_from_endpoint and endpoint else None
+        requested: list[PendingRequest] = []
+
+        def record_request(address: IPv4Address, server: IPv4Address, server_mac: bytes) -> None:
+            # Committed before the REQUEST goes out: see store.MIGRATIONS[2].
+            request = PendingRequest(pool.pool_id, mac, address, server, server_mac, client_id)
+            self.store.put_pending(request)
+            requested.append(request)
+
         started = time.monotonic()
         try:
-            lease = await engine.acquire(
-                mac,
-                client_id=client_id,
-                hostname=hostname,
-                vendor_class=opts.vendor_class,
-                requested_ip=wanted,
-                timeout=self.config.acquire_timeout,
-            )
+            try:
+                lease = await engine.acquire(
+                    mac,
+                    client_id=client_id,
+                    hostname=hostname,
+                    vendor_class=opts.vendor_class,
+                    requested_ip=wanted,
+                    timeout=self.config.acquire_timeout,
+                    on_request=record_request,
+                )
+            except Exception:
+                if requested:  # the server may have ACKed a REQUEST whose answer was lost
+                    await self._settle(requested[-1], "the acquisition failed")
+                raise
+        except StoreError as exc:
+            raise IpamError(
+                f"cannot record the request for {mac.hex(':')}: {exc}", status=500
+            ) from None
         except AddressRefusedError as exc:
             raise IpamError(
                 f"the DHCP server would not lease {wanted}: {exc}", status=409
@@ -400,6 +455,7 @@ class Driver:
             raise IpamError(str(exc), status=502) from None
         if lease.address not in IPv4Network(pool.subnet):
             await engine.release(lease)
+            self._drop_pending(pool.pool_id, mac)
             raise IpamError(
                 f"the DHCP server leased {lease.address}, outside the network's subnet "
                 f"{pool.subnet}; released it",
@@ -409,6 +465,7 @@ class Driver:
             self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
         except StoreError as exc:
             await engine.release(lease)
+            self._drop_pending(pool.pool_id, mac)
             raise IpamError(
                 f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
             ) from None
