@@ -1,0 +1,226 @@
+"""``fastdhcp serve`` killed with SIGKILL in the middle of 1,000 concurrent
+acquisitions against a real Kea, then started again (issue 5, surviving faults).
+
+What Docker saw is what the HTTP client saw: a 200 with an address, or a broken
+connection. Afterwards the store and Kea's lease file must agree, every address
+Docker saw is held and renewed, every acquisition Docker saw fail is either held
+(a retry returns it) or released, and no address is leased twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import lab
+import lab_pytest
+import pytest
+
+from fastdhcp.engine import random_mac
+from fastdhcp.store import Store
+
+pytestmark = pytest.mark.root
+
+ACQUISITIONS = 1000
+KILL_AFTER = 250  # successes seen before the SIGKILL
+MAC_OPTION = "com.docker.network.endpoint.macaddress"
+
+
+class Serve:
+    """``python -m fastdhcp serve`` as a process, on a short socket path."""
+
+    def __init__(self, state_dir: Path, log: Path) -> None:
+        self._sockdir = Path(tempfile.mkdtemp(prefix="fdt-serve-"))
+        self.socket = self._sockdir / "plugin.sock"
+        self.state_dir = state_dir
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
+                "--socket", str(self.socket), "--state-dir", str(self.state_dir)]  # fmt: skip
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise lab.LabError(f"fastdhcp serve exited:\n{self.log_text()[-3000:]}")
+            return "fastdhcp serving on" in self.log_text().split("=== start ===")[-1]
+
+        lab.wait_for(listening, 30.0, "fastdhcp serve")
+
+    def mark(self) -> None:
+        with open(self.log, "a") as out:
+            out.write("=== start ===\n")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    @property
+    def log_file(self) -> Path:
+        return self.log
+
+    def log_tail(self, lines: int) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._sockdir, ignore_errors=True)
+
+    # for the report hook (tests/conftest.py)
+    name = "fastdhcp serve"
+
+
+@pytest.fixture
+def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve]:
+    daemon = Serve(tmp_path / "state", tmp_path / "serve.log")
+    lab_pytest.attach(request, daemon)
+    yield daemon
+    daemon.close()
+
+
+async def _call(session: aiohttp.ClientSession, method: str, body: object) -> tuple[int, dict]:
+    async with session.post(f"http://plugin/IpamDriver.{method}", json=body) as reply:
+        return reply.status, json.loads(await reply.read())
+
+
+def _session(serve: Serve) -> aiohttp.ClientSession:
+    # No connection cap: all 1,000 requests are in flight at once.
+    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(serve.socket), limit=0))
+
+
+async def _request_pool(serve: Serve, interface: str) -> str:
+    async with _session(serve) as session:
+        status, reply = await _call(
+            session, "RequestPool", {"Options": {"dhcp_interface": interface}}
+        )
+    assert status == 200, reply
+    return str(reply["PoolID"])
+
+
+def _address_body(pool_id: str, mac: str) -> dict[str, object]:
+    return {"PoolID": pool_id, "Address": "", "Options": {MAC_OPTION: mac}}
+
+
+async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[str, str | None]:
+    """Every MAC's RequestAddress at once; SIGKILL once KILL_AFTER have succeeded.
+    Returns what each caller saw: the address, or None (an error or a broken
+    connection)."""
+    seen: dict[str, str | None] = {}
+
+    async def one(session: aiohttp.ClientSession, mac: str) -> None:
+        try:
+            status, reply = await _call(session, "RequestAddress", _address_body(pool_id, mac))
+        except (aiohttp.ClientError, OSError):
+            seen[mac] = None
+            return
+        seen[mac] = reply["Address"].split("/")[0] if status == 200 else None
+        if sum(1 for address in seen.values() if address) == KILL_AFTER:
+            serve.kill()
+
+    async with _session(serve) as session:
+        await asyncio.gather(*(one(session, mac) for mac in macs))
+    return seen
+
+
+async def _retry(serve: Serve, pool_id: str, macs: list[str]) -> dict[str, str]:
+    async with _session(serve) as session:
+        replies = await asyncio.gather(
+            *(_call(session, "RequestAddress", _address_body(pool_id, mac)) for mac in macs)
+        )
+    failed = [(mac, reply) for mac, (status, reply) in zip(macs, replies) if status != 200]
+    assert not failed, failed[:3]
+    return {mac: reply["Address"].split("/")[0] for mac, (_, reply) in zip(macs, replies)}
+
+
+def _stored(state_dir: Path) -> tuple[dict[str, str], int]:
+    """(address -> MAC of every stored lease, acquisitions still pending)."""
+    with Store.open(state_dir, readonly=True) as store:
+        leases = {str(lease.address): lease.mac.hex(":") for _, lease in store.leases()}
+        return leases, len(store.pending())
+
+
+def test_sigkill_during_1000_acquisitions_then_restart(
+    segment: lab.Segment, require: object, serve: Serve, request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    lab_pytest.require_binaries("integration lab", "kea-dhcp4")
+    # T1 of 8 s: renewals are seen within the test; the lease outlives it all.
+    kea = lab.Kea(segment, valid_lifetime=120, renew_timer=8, rebind_timer=100,
+                  workdir=tmp_path / "kea")  # fmt: skip
+    lab_pytest.attach(request, kea)
+    with kea:
+        serve.mark()
+        serve.start()
+        pool_id = asyncio.run(_request_pool(serve, segment.host_if))
+        macs = [random_mac().hex(":") for _ in range(ACQUISITIONS)]
+        seen = asyncio.run(_burst_then_kill(serve, pool_id, macs))
+        assert serve.proc is not None and serve.proc.returncode == -signal.SIGKILL
+        succeeded = {mac: address for mac, address in seen.items() if address}
+        failed = [mac for mac, address in seen.items() if not address]
+        assert len(succeeded) >= KILL_AFTER and failed, "the kill must land mid-burst"
+        stored_at_kill, pending_at_kill = _stored(serve.state_dir)
+        # Each success was committed before Docker heard of it.
+        assert all(stored_at_kill.get(address) == mac for mac, address in succeeded.items())
+
+        serve.mark()
+        serve.start()  # settles the pending requests before it listens
+        stored, pending = _stored(serve.state_dir)
+        assert pending == 0
+        assert stored == stored_at_kill  # nothing Docker saw is dropped
+        if pending_at_kill:
+            assert "Docker saw no address for it" in serve.log_text()
+
+        # The store and Kea's file agree (the start-up RELEASEs take a moment).
+        def agree() -> bool:
+            return {lease.ip: lease.mac for lease in kea.leases()} == stored
+
+        lab.wait_for(agree, 15.0, "Kea's lease file to match the store", interval=0.5)
+        addresses = list(stored)
+        assert len(set(addresses)) == len(addresses)  # no address twice (also Kea's key)
+
+        # Docker retries what failed: a stored lease comes back, the rest are new.
+        retried = asyncio.run(_retry(serve, pool_id, failed))
+        by_mac = {mac: address for address, mac in stored.items()}
+        assert all(retried[mac] == by_mac[mac] for mac in failed if mac in by_mac)
+        assert len(set(retried.values()) | set(succeeded.values())) == ACQUISITIONS
+
+        # Every lease Docker saw is renewed by the restarted plugin at T1.
+        first_expiry = {lease.ip: lease.expiry for lease in kea.leases()}
+
+        def renewed() -> bool:
+            now = {lease.ip: lease.expiry for lease in kea.leases()}
+            return all(
+                now.get(address, 0) > first_expiry[address] for address in succeeded.values()
+            )
+
+        lab.wait_for(renewed, 30.0, "every lease Docker saw to be renewed", interval=0.5)
+        assert "LEASE LOST" not in serve.log_text()
+        serve.stop()
+        assert serve.proc is not None and serve.proc.returncode == 0
+    print(
+        f"\nkilled after {len(succeeded)} successes; {len(failed)} failed, "
+        f"{pending_at_kill} pending at the kill; {len(stored_at_kill)} stored"
+    )
