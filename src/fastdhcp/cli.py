@@ -7,14 +7,19 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from . import __version__
 from .daemon import DEFAULT_SOCKET, DEFAULT_STATE_DIR, serve
 from .engine import EngineConfig, probe
-from .errors import FastDHCPError
+from .errors import FastDHCPError, StoreError
+from .ipam import options as pool_options
 from .ipam.driver import DriverConfig
+from .report import daemon_status, lease_table, leases_report, status_report
+from .store import Store
 
 _PROBE_FIELDS = ("subnet", "router", "server_id", "lease_time", "dns", "domain", "offered")
 
@@ -72,7 +77,112 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a docker run waits for a lease before failing (default 30)",
     )
+
+    def state_dir_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"default {DEFAULT_STATE_DIR}"
+        )
+
+    ls = commands.add_parser(
+        "leases",
+        help="list the leases held (safe while serve runs)",
+        description=(
+            "List every lease in the store: pool, address, MAC, client id, server, state "
+            "(bound, renewing, rebinding, expired; requesting while an acquisition runs) "
+            "and time to expiry. Reads the store read-only."
+        ),
+    )
+    state_dir_option(ls)
+    ls.add_argument("--json", action="store_true", help="print a JSON list")
+
+    rel = commands.add_parser(
+        "release",
+        help="release one lease by hand: a DHCPRELEASE, then removal from the store",
+        description=(
+            "For an orphan lease no container uses: send a DHCPRELEASE for ADDRESS to "
+            "the server that leased it, then remove it from the store. Needs CAP_NET_RAW. "
+            "If the release cannot be sent, the lease stays in the store."
+        ),
+    )
+    rel.add_argument("address", metavar="ADDRESS", type=IPv4Address)
+    state_dir_option(rel)
+
+    st = commands.add_parser(
+        "status",
+        help="is the daemon up, its pools, and its leases by state",
+        description="Report whether serve answers on its socket, its pools, and lease counts.",
+    )
+    st.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help=f"default {DEFAULT_SOCKET}")
+    state_dir_option(st)
+    st.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _leases(args: argparse.Namespace) -> int:
+    with Store.open(args.state_dir, readonly=True) as store:
+        rows = leases_report(store, time.time())
+    print(json.dumps(rows, indent=2) if args.json else lease_table(rows))
+    return 0
+
+
+async def _release_lease(state_dir: Path, address: IPv4Address) -> str:
+    from .engine import Engine
+
+    with Store.open(state_dir) as store:
+        held = store.lease_by_address(address)
+        if held is None:
+            raise FastDHCPError(
+                f"no lease for {address} in {store.path}; `fastdhcp leases` lists them"
+            )
+        pool_id, lease = held
+        pool = store.get_pool(pool_id)
+        if pool is None:  # the schema's foreign key makes this impossible
+            raise FastDHCPError(f"lease {address} names a pool {pool_id!r} that is not stored")
+        opts = pool_options.parse(pool.options)
+        config = EngineConfig(broadcast=opts.broadcast, server_id=opts.dhcp_server)
+        engine = await Engine.open(opts.interface, config, promiscuous=opts.promiscuous)
+        try:
+            await engine.release(lease)
+        finally:
+            engine.close()
+        store.remove_lease(address)
+        return (
+            f"released {address} of {lease.mac.hex(':')} to {lease.server_id}"
+            f" (pool {pool_id}, {opts.interface})"
+        )
+
+
+def _release(args: argparse.Namespace) -> int:
+    print(asyncio.run(_release_lease(args.state_dir, args.address)))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    daemon = asyncio.run(daemon_status(args.socket))
+    try:
+        with Store.open(args.state_dir, readonly=True) as store:
+            report = status_report(store, daemon, time.time())
+    except StoreError as exc:  # still worth saying whether the daemon is up
+        report = {"daemon": daemon, "store": str(args.state_dir), "store_error": str(exc),
+                  "pools": [], "leases": {}}  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        if daemon["up"]:
+            print(f"daemon   up, on {daemon['socket']}")
+        else:
+            print(f"daemon   DOWN: nothing answers on {daemon['socket']} ({daemon['error']})")
+        print(f"store    {report.get('store_error') or report['store']}")
+        if report["leases"]:
+            counts = ", ".join(f"{count} {state}" for state, count in report["leases"].items())
+            print(f"leases   {counts}")
+        for pool in report["pools"]:
+            print(
+                f"pool     {pool['pool']}: {pool['subnet']} on {pool['interface']},"
+                f" gateway {pool['gateway'] or '-'}, {pool['leases']} lease(s)"
+            )
+    # 3, like `systemctl status` of a unit that is not running
+    return 0 if daemon["up"] and "store_error" not in report else 3
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -109,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _probe(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "leases":
+            return _leases(args)
+        if args.command == "release":
+            return _release(args)
+        if args.command == "status":
+            return _status(args)
     except FastDHCPError as exc:
         print(f"fastdhcp {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab
 import lab_pytest
+from serve_process import Serve
 
 WHO = "integration lab"
 
@@ -104,3 +105,12 @@ def udhcpc(segment: lab.Segment) -> Iterator[lab.Udhcpc]:
     client = lab.Udhcpc(segment)
     yield client
     client.close()
+
+
+@pytest.fixture
+def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve]:
+    """``fastdhcp serve`` as a process (not started), its state under tmp_path."""
+    daemon = Serve(tmp_path / "state", tmp_path / "serve.log")
+    lab_pytest.attach(request, daemon)
+    yield daemon
+    daemon.close()

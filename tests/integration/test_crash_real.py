@@ -10,20 +10,14 @@ Docker saw is held and renewed, every acquisition Docker saw fail is either held
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import lab
 import lab_pytest
 import pytest
+from serve_process import Serve, address_body, call, request_pool
 
 from fastdhcp.engine import random_mac
 from fastdhcp.store import Store
@@ -32,96 +26,6 @@ pytestmark = pytest.mark.root
 
 ACQUISITIONS = 1000
 KILL_AFTER = 250  # successes seen before the SIGKILL
-MAC_OPTION = "com.docker.network.endpoint.macaddress"
-
-
-class Serve:
-    """``python -m fastdhcp serve`` as a process, on a short socket path."""
-
-    def __init__(self, state_dir: Path, log: Path) -> None:
-        self._sockdir = Path(tempfile.mkdtemp(prefix="fdt-serve-"))
-        self.socket = self._sockdir / "plugin.sock"
-        self.state_dir = state_dir
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
-                "--socket", str(self.socket), "--state-dir", str(self.state_dir)]  # fmt: skip
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-        def listening() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                raise lab.LabError(f"fastdhcp serve exited:\n{self.log_text()[-3000:]}")
-            return "fastdhcp serving on" in self.log_text().split("=== start ===")[-1]
-
-        lab.wait_for(listening, 30.0, "fastdhcp serve")
-
-    def mark(self) -> None:
-        with open(self.log, "a") as out:
-            out.write("=== start ===\n")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def log_file(self) -> Path:
-        return self.log
-
-    def log_tail(self, lines: int) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._sockdir, ignore_errors=True)
-
-    # for the report hook (tests/conftest.py)
-    name = "fastdhcp serve"
-
-
-@pytest.fixture
-def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve]:
-    daemon = Serve(tmp_path / "state", tmp_path / "serve.log")
-    lab_pytest.attach(request, daemon)
-    yield daemon
-    daemon.close()
-
-
-async def _call(session: aiohttp.ClientSession, method: str, body: object) -> tuple[int, dict]:
-    async with session.post(f"http://plugin/IpamDriver.{method}", json=body) as reply:
-        return reply.status, json.loads(await reply.read())
-
-
-def _session(serve: Serve) -> aiohttp.ClientSession:
-    # No connection cap: all 1,000 requests are in flight at once.
-    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(serve.socket), limit=0))
-
-
-async def _request_pool(serve: Serve, interface: str) -> str:
-    async with _session(serve) as session:
-        status, reply = await _call(
-            session, "RequestPool", {"Options": {"dhcp_interface": interface}}
-        )
-    assert status == 200, reply
-    return str(reply["PoolID"])
-
-
-def _address_body(pool_id: str, mac: str) -> dict[str, object]:
-    return {"PoolID": pool_id, "Address": "", "Options": {MAC_OPTION: mac}}
 
 
 async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[str, str | None]:
@@ -132,7 +36,7 @@ async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[
 
     async def one(session: aiohttp.ClientSession, mac: str) -> None:
         try:
-            status, reply = await _call(session, "RequestAddress", _address_body(pool_id, mac))
+            status, reply = await call(session, "RequestAddress", address_body(pool_id, mac))
         except (aiohttp.ClientError, OSError):
             seen[mac] = None
             return
@@ -140,15 +44,15 @@ async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[
         if sum(1 for address in seen.values() if address) == KILL_AFTER:
             serve.kill()
 
-    async with _session(serve) as session:
+    async with serve.session() as session:
         await asyncio.gather(*(one(session, mac) for mac in macs))
     return seen
 
 
 async def _retry(serve: Serve, pool_id: str, macs: list[str]) -> dict[str, str]:
-    async with _session(serve) as session:
+    async with serve.session() as session:
         replies = await asyncio.gather(
-            *(_call(session, "RequestAddress", _address_body(pool_id, mac)) for mac in macs)
+            *(call(session, "RequestAddress", address_body(pool_id, mac)) for mac in macs)
         )
     failed = [(mac, reply) for mac, (status, reply) in zip(macs, replies) if status != 200]
     assert not failed, failed[:3]
@@ -174,7 +78,7 @@ def test_sigkill_during_1000_acquisitions_then_restart(
     with kea:
         serve.mark()
         serve.start()
-        pool_id = asyncio.run(_request_pool(serve, segment.host_if))
+        pool_id = asyncio.run(request_pool(serve, segment.host_if))
         macs = [random_mac().hex(":") for _ in range(ACQUISITIONS)]
         seen = asyncio.run(_burst_then_kill(serve, pool_id, macs))
         assert serve.proc is not None and serve.proc.returncode == -signal.SIGKILL
