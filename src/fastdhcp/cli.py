@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from . import __version__
+from . import __version__, logs
 from .daemon import DEFAULT_SOCKET, DEFAULT_STATE_DIR, serve
 from .engine import EngineConfig, probe
 from .errors import FastDHCPError, StoreError
 from .ipam import options as pool_options
 from .ipam.driver import DriverConfig
+from .logs import FORMATS
 from .report import daemon_status, lease_table, leases_report, status_report
 from .store import Store
 
@@ -31,6 +31,14 @@ def _positive(text: str) -> float:
     return value
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    """ADDR:PORT for --metrics: 127.0.0.1:9464, [::1]:9464, or :9464 (every address)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR:PORT (e.g. 127.0.0.1:9464)")
+    return host.strip("[]"), int(port_text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastdhcp",
@@ -39,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastdhcp {__version__}")
     parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=FORMATS,
+        help="text (default), or one JSON object per line; lease events carry their fields",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -76,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=30.0,
         help="seconds a docker run waits for a lease before failing (default 30)",
+    )
+    s.add_argument(
+        "--metrics",
+        type=_listen_address,
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics on http://ADDR:PORT/metrics (default: off)",
     )
 
     def state_dir_option(command: argparse.ArgumentParser) -> None:
@@ -187,7 +207,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     config = DriverConfig(acquire_timeout=args.acquire_timeout)
-    asyncio.run(serve(args.socket, args.state_dir, config))
+    asyncio.run(serve(args.socket, args.state_dir, config, metrics=args.metrics))
     return 0
 
 
@@ -211,9 +231,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         if args.command == "probe":
             return _probe(args)

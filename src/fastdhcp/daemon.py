@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from aiohttp import web
 from .errors import FastDHCPError
 from .ipam.driver import Driver, DriverConfig
 from .ipam.http import make_app
+from .metrics import CONTENT_TYPE, METRICS
 from .store import Store
 
 _log = logging.getLogger(__name__)
@@ -63,17 +65,41 @@ def claim_socket(path: Path) -> socket.socket:
     return listener
 
 
+async def start_metrics(host: str, port: int) -> web.AppRunner:
+    """Serve METRICS on http://host:port/metrics (Prometheus' text format)."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        # A scrape runs one grouped query on the store: cheap, but off the loop.
+        body = await asyncio.to_thread(METRICS.exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise DaemonError(f"--metrics {host}:{port}: cannot listen: {exc.strerror}") from None
+    return runner
+
+
 async def serve(
     socket_path: Path = DEFAULT_SOCKET,
     state_dir: Path = DEFAULT_STATE_DIR,
     config: DriverConfig | None = None,
     *,
+    metrics: tuple[str, int] | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Run until SIGTERM or SIGINT."""
+    """Run until SIGTERM or SIGINT; with ``metrics`` (host, port), serve them too."""
     store = Store.open(state_dir)
+    store.on_write = METRICS.store_write_seconds.observe
     driver = Driver(store, config)
+    METRICS.watch(lambda: store.lease_counts(time.time()), driver.engine_stats)
     await driver.start()  # renewals resume for every lease in the store
+    metrics_runner = None if metrics is None else await start_metrics(*metrics)
     runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)
     await runner.setup()
     listener = claim_socket(socket_path)
@@ -100,6 +126,9 @@ async def serve(
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops accepting, waits for handlers in flight
         socket_path.unlink(missing_ok=True)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        METRICS.unwatch()
         await driver.close()
         store.close()
         _log.info("stopped")

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from .errors import StoreError
 from .lease import Lease
+from .spec import INFINITE_LEASE
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "PendingRequest", "PoolRecord", "Store"]
 
@@ -192,6 +193,8 @@ class Store:
         self._lock = threading.Lock()
         self.path = path
         self.readonly = readonly
+        # Told the seconds each committed write took (metrics: store write latency).
+        self.on_write: Callable[[float], None] | None = None
 
     @classmethod
     def open(cls, state_dir: str | os.PathLike[str], *, readonly: bool = False) -> Self:
@@ -362,6 +365,26 @@ class Store:
             rows = self._read(f"{SQL_SELECT_LEASES} WHERE pool_id = ?", (pool_id,))
         return sorted((_row_lease(row) for row in rows), key=lambda pl: (pl[0], pl[1].address))
 
+    def lease_counts(self, now: float) -> dict[tuple[str, str], int]:
+        """(pool, state) -> leases, in one grouped query, for metrics scrapes. The
+        states are report.lease_state's, worked out here in SQL: bound until T1,
+        renewing until T2, rebinding until expiry, then expired. (Named "phase"
+        in the query: the table's own ``state`` column would win a GROUP BY.)"""
+        rows = self._read(
+            "SELECT pool_id, CASE"
+            " WHEN lease_time = :infinite OR :now < bound_at + t1 THEN 'bound'"
+            " WHEN :now < bound_at + t2 THEN 'renewing'"
+            " WHEN :now < bound_at + lease_time THEN 'rebinding'"
+            " ELSE 'expired' END AS phase, count(*) FROM leases GROUP BY pool_id, phase",
+            {"infinite": INFINITE_LEASE, "now": now},
+        )
+        counts = {(pool_id, state): count for pool_id, state, count in rows}
+        for pool_id, count in self._read(
+            "SELECT pool_id, count(*) FROM pending_requests GROUP BY pool_id"
+        ):
+            counts[(pool_id, "requesting")] = count
+        return counts
+
     def remove_lease(self, address: IPv4Address | str) -> bool:
         """Forget the lease of an address; False if there was none (Docker retries)."""
         with self._write("remove lease") as conn:
@@ -415,7 +438,9 @@ class Store:
             raise StoreError(f"{self.path}: the store is closed")
         return self._conn
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _read(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._connection().execute(sql, params).fetchall()
@@ -431,6 +456,7 @@ class Store:
             conn = self._connection()
             if self.readonly:
                 raise StoreError(f"{self.path}: cannot {what}: the store is open read-only")
+            started = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -441,6 +467,8 @@ class Store:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
                 raise
+            if self.on_write is not None:
+                self.on_write(time.perf_counter() - started)
 
 
 def _prepare_files(state_dir: Path, path: Path) -> None:

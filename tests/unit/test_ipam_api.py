@@ -28,6 +28,7 @@ from fastdhcp.daemon import claim_socket
 from fastdhcp.engine import Engine, EngineConfig
 from fastdhcp.ipam.driver import Driver, DriverConfig
 from fastdhcp.ipam.http import make_app
+from fastdhcp.metrics import METRICS
 from fastdhcp.spec import MessageType
 from fastdhcp.store import PendingRequest, Store
 
@@ -299,6 +300,21 @@ async def test_no_dhcp_server_fails_within_the_bound(plugin: Plugin) -> None:
     status, reply = await plugin.address(pool_id)
     assert status == 504 and "no lease for" in reply["Err"] and "received nothing" in reply["Err"]
     assert loop.time() - started < 3.0
+
+
+async def test_acquisitions_and_releases_are_counted(plugin: Plugin) -> None:
+    def count(event: str) -> float:
+        return METRICS.value("fastdhcp_lease_events_total", event=event)
+
+    before = {event: count(event) for event in ("acquired", "released")}
+    observed = METRICS.value("fastdhcp_acquire_seconds_count")
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id)
+    address = reply["Address"].split("/")[0]
+    await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address})
+    assert count("acquired") == before["acquired"] + 1
+    assert count("released") == before["released"] + 1
+    assert METRICS.value("fastdhcp_acquire_seconds_count") == observed + 1
 
 
 # -- acquisitions cut short: nothing stays leased that Docker never saw -----------------------

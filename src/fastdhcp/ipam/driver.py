@@ -20,7 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from .. import iface
-from ..engine import Engine, EngineConfig
+from ..engine import Engine, EngineConfig, EngineStats
 from ..errors import (
     AddressRefusedError,
     FastDHCPError,
@@ -31,8 +31,10 @@ from ..errors import (
     ProtocolError,
     StoreError,
 )
+from ..events import lease_event
 from ..lease import Lease
 from ..lifecycle import KeeperConfig, LeaseKeeper
+from ..metrics import METRICS
 from ..store import PendingRequest, PoolRecord, Store
 from . import options as pool_options
 
@@ -153,12 +155,13 @@ class Driver:
                 pool = self._pool(request.pool_id)
                 engine = await self._engine(pool_options.parse(pool.options))
                 await engine.release(request.as_lease())
-                _log.warning(
-                    "%s: released %s, requested for %s from %s; Docker saw no address for it",
-                    why,
+                lease_event(
+                    "settled",
+                    request.mac,
                     request.address,
-                    request.mac.hex(":"),
                     request.server_id,
+                    f"{why}: released {request.address}, requested for {request.mac.hex(':')}"
+                    f" from {request.server_id}; Docker saw no address for it",
                 )
             except (FastDHCPError, OSError) as exc:
                 _log.error(
@@ -188,6 +191,15 @@ class Driver:
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
+
+    def engine_stats(self) -> dict[str, EngineStats]:
+        """Packet counters summed per interface (metrics read them at scrape time)."""
+        totals: dict[str, EngineStats] = {}
+        for engine in self._engines.values():
+            total = totals.setdefault(engine.transport.ifname, EngineStats())
+            for name, value in vars(engine.stats).items():
+                setattr(total, name, getattr(total, name) + value)
+        return totals
 
     # -- plugin handshake ---------------------------------------------------------------
 
@@ -443,8 +455,10 @@ class Driver:
                 f"the DHCP server would not lease {wanted}: {exc}", status=409
             ) from None
         except NakError as exc:
+            lease_event("nak", mac, None, exc.server_id, reason=exc.server_message)
             raise IpamError(f"the DHCP server refused the lease: {exc}", status=409) from None
         except NoAnswerError as exc:
+            lease_event("timeout", mac, None, None, reason=str(exc))
             raise IpamError(
                 f"no lease for {mac.hex(':')} from the DHCP server on {pool.interface}: {exc}",
                 status=504,
@@ -471,13 +485,9 @@ class Driver:
             ) from None
         if self.keeper is not None:
             self.keeper.track(lease)
-        _log.info(
-            "leased %s to %s from %s in %.3f s",
-            lease.address,
-            mac.hex(":"),
-            lease.server_id,
-            time.monotonic() - started,
-        )
+        took = time.monotonic() - started
+        METRICS.acquire_seconds.observe(took)
+        lease_event("acquired", mac, lease.address, lease.server_id, seconds=round(took, 4))
         return lease
 
     async def release_address(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -502,7 +512,7 @@ class Driver:
         self.store.remove_lease(str(address))
         if self.keeper is not None:
             self.keeper.forget(str(address))
-        _log.info("released %s of %s", address, lease.mac.hex(":"))
+        lease_event("released", lease.mac, address, lease.server_id)
         return {}
 
     # -- helpers ------------------------------------------------------------------------------

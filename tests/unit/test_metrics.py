@@ -1,0 +1,150 @@
+"""Metrics and lease events: each event is one count and one log line with its
+fields; the leases held and packet counters are read at scrape time; the JSON
+log format; ``serve --metrics`` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+from test_daemon import wait_for_socket
+from test_report import lease
+
+from fastdhcp import logs
+from fastdhcp.engine import EngineStats
+from fastdhcp.events import lease_event
+from fastdhcp.metrics import LEASE_EVENTS, METRICS, Metrics
+from fastdhcp.store import PendingRequest, PoolRecord, Store
+
+MAC = bytes.fromhex("02420a000005")
+
+
+def test_every_event_series_exists_from_the_start() -> None:
+    metrics = Metrics()
+    text = metrics.exposition().decode()
+    for event in LEASE_EVENTS:
+        assert f'fastdhcp_lease_events_total{{event="{event}"}} 0.0' in text
+
+
+def test_a_lease_event_is_one_count_and_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    before = METRICS.value("fastdhcp_lease_events_total", event="renewed")
+    with caplog.at_level(logging.INFO, logger="fastdhcp.lease"):
+        lease_event("renewed", MAC, IPv4Address("10.0.0.5"), "10.0.0.2")
+    assert METRICS.value("fastdhcp_lease_events_total", event="renewed") == before + 1
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "event=renewed mac=02:42:0a:00:00:05 address=10.0.0.5 server=10.0.0.2"
+    )
+    assert record.lease == {  # type: ignore[attr-defined]
+        "event": "renewed", "mac": "02:42:0a:00:00:05", "address": "10.0.0.5",
+        "server": "10.0.0.2",
+    }  # fmt: skip
+
+
+def test_a_lost_lease_is_an_error_with_its_own_words(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="fastdhcp.lease"):
+        lease_event("lost", MAC, "10.0.0.5", None, "LEASE LOST: container MAC ...", reason="NAK")
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.getMessage().startswith("LEASE LOST")
+    assert record.lease["reason"] == "NAK"  # type: ignore[attr-defined]
+
+
+def test_an_unknown_event_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="unknown lease event 'renewd'"):
+        lease_event("renewd", MAC, None, None)
+
+
+def test_json_lines_carry_the_lease_fields() -> None:
+    record = logging.LogRecord("fastdhcp.lease", logging.WARNING, "x", 1, "%s", ("nak",), None)
+    record.lease = {"event": "nak", "mac": "02:42:0a:00:00:05", "address": None}
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert entry["level"] == "warning" and entry["logger"] == "fastdhcp.lease"
+    assert entry["message"] == "nak" and entry["event"] == "nak" and entry["address"] is None
+    assert entry["time"].endswith("Z")
+    with pytest.raises(ValueError, match="text, json"):
+        logs.configure("info", "yaml")
+
+
+def test_leases_and_packets_are_read_at_scrape_time(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state")
+    store.add_pool(PoolRecord("pool-1", "eth0", "10.0.0.0/16"))
+    now = time.time()
+    store.put_lease("pool-1", lease(mac=MAC).replace(bound_at=now))  # bound
+    store.put_lease("pool-1", lease("10.0.0.6", bytes.fromhex("02420a000006")).replace(
+        bound_at=now - 60))  # fmt: skip
+    store.put_pending(PendingRequest("pool-1", bytes.fromhex("02420a000007"),
+                                     IPv4Address("10.0.0.7"), IPv4Address("10.0.0.2"), MAC))  # fmt: skip
+    stats = EngineStats(frames_received=7, frames_sent=5, not_ours=2)
+    metrics = Metrics()
+    metrics.watch(lambda: store.lease_counts(time.time()), lambda: {"eth0": stats})
+    assert metrics.value("fastdhcp_leases", pool="pool-1", state="bound") == 1
+    assert metrics.value("fastdhcp_leases", pool="pool-1", state="renewing") == 1
+    assert metrics.value("fastdhcp_leases", pool="pool-1", state="requesting") == 1
+    assert metrics.value("fastdhcp_packets_received_total", interface="eth0") == 7
+    assert metrics.value("fastdhcp_packets_dropped_total", interface="eth0", reason="not_ours") == 2
+    stats.frames_received += 1  # live: the next scrape sees it
+    assert metrics.value("fastdhcp_packets_received_total", interface="eth0") == 8
+    metrics.unwatch()
+    assert metrics.value("fastdhcp_leases", pool="pool-1", state="bound") == 0
+    store.close()
+
+
+def test_store_writes_are_timed(tmp_path: Path) -> None:
+    timings: list[float] = []
+    with Store.open(tmp_path / "state") as store:
+        store.on_write = timings.append
+        store.add_pool(PoolRecord("pool-1", "eth0", "10.0.0.0/16"))
+    assert len(timings) == 1 and 0 < timings[0] < 10
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_metrics_over_http_with_json_logs(tmp_path: Path) -> None:
+    sock, port = tmp_path / "fastdhcp.sock", _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastdhcp", "--log-level", "info", "--log-format", "json",
+         "serve", "--socket", str(sock), "--state-dir", str(tmp_path / "state"),
+         "--metrics", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_socket(sock, process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = reply.read().decode()
+        assert 'fastdhcp_lease_events_total{event="acquired"} 0.0' in text
+        assert "fastdhcp_store_write_seconds_count" in text
+        assert "fastdhcp_acquire_seconds_bucket" in text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert any("fastdhcp serving on" in line["message"] for line in lines)
+
+
+def test_bad_metrics_addresses_are_refused(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "fastdhcp", "serve", "--socket", str(tmp_path / "s.sock"),
+            "--state-dir", str(tmp_path / "state"), "--metrics"]  # fmt: skip
+    bad = subprocess.run([*argv, "9464"], capture_output=True, text=True, timeout=30, check=False)
+    assert bad.returncode == 2 and "is not ADDR:PORT" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [*argv, f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30, check=False
+        )
+    assert busy.returncode == 1 and f"--metrics 127.0.0.1:{port}: cannot listen" in busy.stderr
