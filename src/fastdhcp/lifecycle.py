@@ -27,7 +27,9 @@ from .errors import (
     ProtocolError,
     StoreError,
 )
+from .events import lease_event
 from .lease import Lease
+from .metrics import METRICS
 from .store import Store
 
 _log = logging.getLogger(__name__)
@@ -174,11 +176,14 @@ class LeaseKeeper:
         if expires is None or rebind_at is None:
             return
         if now >= expires:
+            lease_event("expired", lease.mac, lease.address, lease.server_id)
             await self._reacquire(engine, pool_id, lease, "the lease expired")
             return
         rebinding = now >= rebind_at
         # RFC 2131 §4.4.5: an attempt may take until the next phase begins.
         deadline = (expires if rebinding else rebind_at) - now
+        phase = "rebinding" if rebinding else "renewing"
+        started = time.perf_counter()
         try:
             if rebinding:
                 renewed = await engine.rebind(lease, timeout=max(deadline, 1.0))
@@ -186,10 +191,13 @@ class LeaseKeeper:
                 renewed = await engine.renew(lease, timeout=max(deadline / 2, 1.0))
         except NakError as exc:
             self.stats.naks += 1
+            lease_event("nak", lease.mac, lease.address, exc.server_id, phase=phase,
+                        reason=exc.server_message)  # fmt: skip
             await self._reacquire(engine, pool_id, lease, f"DHCPNAK ({exc})")
             return
         except NoAnswerError:
             self.stats.failures += 1
+            lease_event("timeout", lease.mac, lease.address, lease.server_id, phase=phase)
             self._retry(lease, self._clock())
             return
         except ProtocolError as exc:
@@ -199,11 +207,14 @@ class LeaseKeeper:
             return
         if self._released(lease):
             return
+        METRICS.renew_seconds.labels(phase).observe(time.perf_counter() - started)
         self._save(pool_id, renewed)
         if rebinding:
             self.stats.rebound += 1
         else:
             self.stats.renewed += 1
+        lease_event("rebound" if rebinding else "renewed", renewed.mac, renewed.address,
+                    renewed.server_id)  # fmt: skip
         self.track(renewed, first=False)
 
     def _retry(self, lease: Lease, now: float) -> None:
@@ -236,11 +247,15 @@ class LeaseKeeper:
             self.stats.lost += 1
             if isinstance(exc, AddressRefusedError):
                 self.stats.address_changes += 1
-            _log.error(
-                "LEASE LOST: container MAC %s holds %s, which is no longer leased (%s)",
-                lease.mac.hex(":"),
+                lease_event("address_changed", lease.mac, lease.address, None, reason=str(exc))
+            lease_event(
+                "lost",
+                lease.mac,
                 lease.address,
-                exc,
+                lease.server_id,
+                f"LEASE LOST: container MAC {lease.mac.hex(':')} holds {lease.address},"
+                f" which is no longer leased ({exc})",
+                reason=str(exc),
             )
             self._retry(lease, self._clock())
             return
@@ -248,6 +263,7 @@ class LeaseKeeper:
             await engine.release(fresh)
             return
         self.stats.reacquired += 1
+        lease_event("reacquired", fresh.mac, fresh.address, fresh.server_id)
         self._save(pool_id, fresh)
         self.track(fresh, first=False)
 

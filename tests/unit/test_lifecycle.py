@@ -18,6 +18,7 @@ from fake_dhcp import NETWORK, FakeServer, dhcp_pair
 from fastdhcp.engine import Engine, EngineConfig
 from fastdhcp.lease import Lease
 from fastdhcp.lifecycle import KeeperConfig, LeaseKeeper
+from fastdhcp.metrics import METRICS
 from fastdhcp.spec import MessageType
 from fastdhcp.store import PoolRecord, Store
 
@@ -60,6 +61,10 @@ def renewals(server: FakeServer) -> list[object]:
     return [seen for seen in server.seen(MessageType.REQUEST) if int(seen.ciaddr)]
 
 
+def count(event: str) -> float:
+    return METRICS.value("fastdhcp_lease_events_total", event=event)
+
+
 async def test_a_lease_is_renewed_at_t1_again_and_again(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
@@ -93,8 +98,13 @@ async def test_a_nak_reacquires_the_same_address(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
         server.nak = 1  # the first renewal is refused
+        before = {event: count(event) for event in ("nak", "reacquired")}
         await asyncio.sleep(1.5)
         assert keeper.stats.naks == 1 and keeper.stats.reacquired == 1
+        assert {event: count(event) - n for event, n in before.items()} == {
+            "nak": 1,
+            "reacquired": 1,
+        }
         held = store.lease_by_address(lease.address)
         assert held is not None and held[1].mac == MAC
         # The re-acquisition asked for the same address (option 50).
@@ -107,9 +117,12 @@ async def test_a_lost_lease_is_said_loudly(
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
         server.silent = True
-        with caplog.at_level(logging.ERROR, logger="fastdhcp.lifecycle"):
+        before = {event: count(event) for event in ("timeout", "expired", "lost")}
+        with caplog.at_level(logging.ERROR, logger="fastdhcp.lease"):
             await asyncio.sleep(4.0)
         assert keeper.stats.lost >= 1
+        # Each step counted: renewals unanswered, the expiry, the loss.
+        assert all(count(event) > n for event, n in before.items()), before
         lost = [record.message for record in caplog.records if "LEASE LOST" in record.message]
         assert lost and lease.mac.hex(":") in lost[0] and str(lease.address) in lost[0]
 
