@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -20,6 +26,9 @@ from .engine import EngineStats
 __all__ = ["CONTENT_TYPE", "LEASE_EVENTS", "METRICS", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# No *_created series: a daemon's start time says the same, at one series, not one per metric.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Every event a lease can go through; each is one line in the log and one count.
 LEASE_EVENTS = (
