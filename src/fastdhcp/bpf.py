@@ -4,10 +4,13 @@ Defined once, here, and packed into ``struct sock_filter`` bytes that both socke
 paths hand to the kernel (``SO_ATTACH_FILTER``): the compiled ``_rawsock`` and the
 pure-Python ``_rawsock_py``.
 
-The program accepts exactly what a DHCP client must read: untagged IPv4 UDP from
-port 67 to port 68, not a fragment, not sent by this host. Everything else is
-dropped in the kernel, so user space never wakes for it (linux
-Documentation/networking/filter.rst describes the instruction set).
+The DHCP program accepts exactly what a DHCP client must read: untagged IPv4 UDP
+from port 67 to port 68, not a fragment, not sent by this host. The ARP program,
+for address conflict detection (RFC 5227), accepts untagged Ethernet/IPv4 ARP
+not sent by this host. Everything else is dropped in the kernel, so user space
+never wakes for it (linux Documentation/networking/filter.rst describes the
+instruction set). ``PROFILES`` names each program with the ethertype its frames
+are sent as.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .spec import CLIENT_PORT, ETHERTYPE_IPV4, IP_MF_AND_OFFSET_MASK, IPPROTO_UDP, SERVER_PORT
+from .spec import (
+    ARP_HTYPE_ETHERNET,
+    ARP_PTYPE_IPV4,
+    CLIENT_PORT,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    IP_MF_AND_OFFSET_MASK,
+    IPPROTO_UDP,
+    SERVER_PORT,
+)
 
 # Instruction classes and modes (linux/bpf_common.h).
 BPF_LD, BPF_LDX, BPF_JMP, BPF_RET = 0x00, 0x01, 0x05, 0x06
@@ -105,6 +117,59 @@ DHCP_CLIENT_FILTER = assemble(
          "keep nothing"),
     ]
 )  # fmt: skip
+
+# RFC 826 packet layout after the Ethernet header: hrd (2), pro (2), hln (1),
+# pln (1), op (2), then the addresses. A load past the frame's end makes the
+# kernel return 0 (drop), so a truncated header never reaches user space.
+ARP_HW_LEN_IPV4_LEN = (6 << 8) | 4
+
+ARP_FILTER = assemble(
+    [
+        (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE,
+         "A = the frame's packet type"),
+        (BPF_JMP | BPF_JEQ | BPF_K, "drop", 0, PACKET_OUTGOING,
+         "sent by this host (our own probes): drop"),
+        (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT,
+         "A = 1 if the NIC stripped a VLAN tag into metadata"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", 0,
+         "VLAN-tagged (offloaded tag): drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 12,
+         "A = ethertype"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ETHERTYPE_ARP,
+         "not ARP (an in-band 802.1Q tag lands here too): drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN,
+         "A = ARP hardware type (ar$hrd)"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_HTYPE_ETHERNET,
+         "not Ethernet: drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN + 2,
+         "A = ARP protocol type (ar$pro)"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_PTYPE_IPV4,
+         "not IPv4: drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN + 4,
+         "A = hardware and protocol address lengths (ar$hln, ar$pln)"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_HW_LEN_IPV4_LEN,
+         "not 6 and 4: drop"),
+        (BPF_RET | BPF_K, 0, 0, ACCEPT_WHOLE_FRAME,
+         "an Ethernet/IPv4 ARP packet: keep the whole frame"),
+        "drop",
+        (BPF_RET | BPF_K, 0, 0, 0,
+         "keep nothing"),
+    ]
+)  # fmt: skip
+
+
+class Profile(NamedTuple):
+    """What one kind of packet socket receives, and the ethertype it sends as (the
+    kernel sets the skb protocol from it, which NIC offloads and taps rely on)."""
+
+    program: tuple[Instruction, ...]
+    ethertype: int
+
+
+PROFILES = {
+    "dhcp": Profile(DHCP_CLIENT_FILTER, ETHERTYPE_IPV4),
+    "arp": Profile(ARP_FILTER, ETHERTYPE_ARP),
+}
 
 # Attached first, so that frames queued before the real filter can be drained
 # without racing it (libpcap set_kernel_filter() does the same).
