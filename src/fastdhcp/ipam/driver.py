@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from .. import iface
+from ..conflict import ArpProber, Conflict
 from ..engine import Engine, EngineConfig
 from ..errors import (
     AddressRefusedError,
@@ -46,6 +47,11 @@ GATEWAY_TYPE = "com.docker.network.gateway"
 GATEWAY_DATA = "com.docker.network.gateway"
 # How soon a repeat of the same RequestPool counts as Docker's overlap loop.
 OVERLAP_LOOP_WINDOW = 10.0
+# conflict_check=arp: addresses leased and probed per RequestAddress before giving
+# up. RFC 2131 §4.4.1 asks a client that declines to wait 10 s before starting
+# over, "to avoid excessive network traffic in case of looping"; a container start
+# cannot wait that long, so the loop is bounded by this count instead.
+CONFLICT_ATTEMPTS = 3
 
 
 @dataclass
@@ -58,6 +64,10 @@ class DriverConfig:
 
 async def _open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
     return await Engine.open(ifname, config, promiscuous=promiscuous)
+
+
+def _open_prober(ifname: str) -> ArpProber:
+    return ArpProber.open(ifname)
 
 
 def host_networks(ifname: str) -> list[IPv4Interface]:
@@ -120,11 +130,14 @@ class Driver:
         config: DriverConfig | None = None,
         *,
         open_engine: Callable[..., Any] = _open_engine,
+        open_prober: Callable[[str], ArpProber] = _open_prober,
         host_networks: Callable[[str], list[IPv4Interface]] = host_networks,
     ) -> None:
         self.store = store
         self.config = config or DriverConfig()
         self._open_engine = open_engine
+        self._open_prober = open_prober
+        self._probers: dict[str, ArpProber] = {}
         self._host_networks = host_networks
         self._engines: dict[tuple[Any, ...], Engine] = {}
         self._engine_locks: dict[tuple[Any, ...], asyncio.Lock] = {}
@@ -151,6 +164,9 @@ class Driver:
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
+        for prober in self._probers.values():
+            prober.close()
+        self._probers.clear()
 
     # -- plugin handshake ---------------------------------------------------------------
 
@@ -374,15 +390,82 @@ class Driver:
             client_id = b"\x00" + endpoint.encode()
         hostname = endpoint if opts.hostname_from_endpoint and endpoint else None
         started = time.monotonic()
-        try:
-            lease = await engine.acquire(
+        conflicts: list[Conflict] = []
+        lease: Lease | None = None
+        for _ in range(CONFLICT_ATTEMPTS if opts.conflict_check else 1):
+            remaining = self.config.acquire_timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                break  # the bound holds across tries too
+            candidate = await self._acquire_once(
+                engine,
+                pool,
                 mac,
                 client_id=client_id,
                 hostname=hostname,
                 vendor_class=opts.vendor_class,
                 requested_ip=wanted,
-                timeout=self.config.acquire_timeout,
+                timeout=remaining,
             )
+            conflict = None
+            if opts.conflict_check:
+                conflict = await self._check_conflict(engine, opts, candidate)
+            if conflict is None:
+                lease = candidate
+                break
+            # RFC 2131 §3.1 step 5 and §4.4.1: the client that finds its new address
+            # in use MUST send DHCPDECLINE and start over. Servers then keep the
+            # address out of their pools for a while (Kea: decline-probation-period).
+            _log.warning(
+                "address conflict: %s was leased to %s by %s, but %s answers for it "
+                "(ARP %s); sending DHCPDECLINE",
+                candidate.address,
+                mac.hex(":"),
+                candidate.server_id,
+                conflict.sender_mac.hex(":"),
+                conflict.kind,
+            )
+            conflicts.append(conflict)
+            await self._decline(engine, candidate)
+            if wanted is not None:
+                raise IpamError(
+                    f"--ip {wanted} is already in use on {pool.interface}: {conflict}; "
+                    "DHCPDECLINE sent to the DHCP server. Pick another address, or free it",
+                    status=409,
+                )
+        if lease is None:
+            found = "; ".join(str(conflict) for conflict in conflicts)
+            raise IpamError(
+                f"no free address for {mac.hex(':')} on {pool.interface} after "
+                f"{len(conflicts)} tries: each address the DHCP server leased was already in "
+                f"use ({found}). DHCPDECLINE was sent for each; remove the hosts using "
+                "them statically, or exclude their addresses from the server's pool",
+                status=409,
+            )
+        try:
+            self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
+        except StoreError as exc:
+            await engine.release(lease)
+            raise IpamError(
+                f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
+            ) from None
+        if self.keeper is not None:
+            self.keeper.track(lease)
+        _log.info(
+            "leased %s to %s from %s in %.3f s%s",
+            lease.address,
+            mac.hex(":"),
+            lease.server_id,
+            time.monotonic() - started,
+            f" after declining {', '.join(str(c.address) for c in conflicts)}" if conflicts else "",
+        )
+        return lease
+
+    async def _acquire_once(
+        self, engine: Engine, pool: PoolRecord, mac: bytes, **params: Any
+    ) -> Lease:
+        wanted = params.get("requested_ip")
+        try:
+            lease = await engine.acquire(mac, **params)
         except AddressRefusedError as exc:
             raise IpamError(
                 f"the DHCP server would not lease {wanted}: {exc}", status=409
@@ -405,23 +488,41 @@ class Driver:
                 f"{pool.subnet}; released it",
                 status=502,
             )
+        return lease
+
+    async def _check_conflict(
+        self, engine: Engine, opts: pool_options.PoolOptions, lease: Lease
+    ) -> Conflict | None:
+        """RFC 5227 probes for the new lease's address (conflict_check=arp). If they
+        cannot be sent, the lease is released and the request fails: the user asked
+        for the check, so an unchecked address is not handed out."""
         try:
-            self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
-        except StoreError as exc:
+            prober = self._prober(opts.interface)
+            return await prober.probe(lease.address, opts.conflict_wait)
+        except (FastDHCPError, OSError) as exc:
             await engine.release(lease)
             raise IpamError(
-                f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
+                f"conflict_check=arp could not probe {lease.address} on {opts.interface} "
+                f"({exc}); released the lease",
+                status=502,
             ) from None
-        if self.keeper is not None:
-            self.keeper.track(lease)
-        _log.info(
-            "leased %s to %s from %s in %.3f s",
-            lease.address,
-            mac.hex(":"),
-            lease.server_id,
-            time.monotonic() - started,
-        )
-        return lease
+
+    async def _decline(self, engine: Engine, lease: Lease) -> None:
+        try:
+            await engine.decline(lease)
+        except (FastDHCPError, OSError) as exc:
+            # The lease runs out on the server; we still never hand the address out.
+            _log.warning("DHCPDECLINE of %s not sent (%s)", lease.address, exc)
+
+    def _prober(self, ifname: str) -> ArpProber:
+        prober = self._probers.get(ifname)
+        if prober is None:
+            try:
+                prober = self._open_prober(ifname)
+            except InterfaceError as exc:
+                raise IpamError(f"--ipam-opt dhcp_interface={ifname}: {exc}") from None
+            self._probers[ifname] = prober
+        return prober
 
     async def release_address(self, body: Mapping[str, Any]) -> dict[str, Any]:
         pool_id = _field(body, "PoolID", str, "")
