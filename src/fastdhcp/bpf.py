@@ -32,8 +32,8 @@ from .spec import (
 # Instruction classes and modes (linux/bpf_common.h).
 BPF_LD, BPF_LDX, BPF_JMP, BPF_RET = 0x00, 0x01, 0x05, 0x06
 BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
-BPF_K, BPF_ABS, BPF_IND, BPF_MSH = 0x00, 0x20, 0x40, 0xA0
-BPF_JEQ, BPF_JSET = 0x10, 0x40
+BPF_K, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
+BPF_JEQ, BPF_JGE, BPF_JSET = 0x10, 0x30, 0x40
 
 # Ancillary data loads (linux/filter.h): offsets past SKF_AD_OFF read skb fields.
 SKF_AD_OFF = -0x1000
@@ -119,9 +119,9 @@ DHCP_CLIENT_FILTER = assemble(
 )  # fmt: skip
 
 # RFC 826 packet layout after the Ethernet header: hrd (2), pro (2), hln (1),
-# pln (1), op (2), then the addresses. A load past the frame's end makes the
-# kernel return 0 (drop), so a truncated header never reaches user space.
+# pln (1), op (2), then the addresses: 28 bytes for Ethernet and IPv4.
 ARP_HW_LEN_IPV4_LEN = (6 << 8) | 4
+ARP_FRAME_MIN_LEN = ETH_HEADER_LEN + 28
 
 ARP_FILTER = assemble(
     [
@@ -149,6 +149,10 @@ ARP_FILTER = assemble(
          "A = hardware and protocol address lengths (ar$hln, ar$pln)"),
         (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_HW_LEN_IPV4_LEN,
          "not 6 and 4: drop"),
+        (BPF_LD | BPF_W | BPF_LEN, 0, 0, 0,
+         "A = the frame's length"),
+        (BPF_JMP | BPF_JGE | BPF_K, 0, "drop", ARP_FRAME_MIN_LEN,
+         "too short to hold both addresses: drop"),
         (BPF_RET | BPF_K, 0, 0, ACCEPT_WHOLE_FRAME,
          "an Ethernet/IPv4 ARP packet: keep the whole frame"),
         "drop",
