@@ -68,10 +68,13 @@ class Conflict:
 
     address: IPv4Address
     sender_mac: bytes  # the other host's hardware address (ARP sender field)
-    kind: str  # "reply", "request" (an announcement, or ordinary ARP) or "probe"
+    # "reply", "request" (an announcement, or ordinary ARP) or "probe"; the driver
+    # adds "this host's own address" for an address the parent itself holds.
+    kind: str
 
     def __str__(self) -> str:
-        return f"{self.address} is in use by {self.sender_mac.hex(':')} (ARP {self.kind})"
+        how = f"ARP {self.kind}" if self.kind in ("reply", "request", "probe") else self.kind
+        return f"{self.address} is in use by {self.sender_mac.hex(':')} ({how})"
 
 
 @dataclass

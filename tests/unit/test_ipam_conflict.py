@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +203,13 @@ async def test_a_prober_that_cannot_send_releases_the_lease(lan: Lan) -> None:
     assert status == 502 and "could not probe" in reply["Err"] and "released" in reply["Err"]
     await lan.server.wait_seen(MessageType.RELEASE)
     assert lan.held_in_store() == [str(FIRST)]  # only the first MAC's lease
+
+
+async def test_an_address_the_parent_itself_holds_is_a_conflict(lan: Lan) -> None:
+    # The host's kernel never answers its own probes, so the driver asks netlink.
+    lan.plugin.host_networks.append(IPv4Interface(f"{FIRST}/24"))
+    pool_id = await lan.plugin.pool(**CHECK)
+    status, reply = await lan.plugin.address(pool_id)
+    assert (status, reply["Address"]) == (200, f"{SECOND}/24")
+    assert lan.server.declined == {FIRST}
+    assert lan.arp.probed() == [SECOND] * 3  # FIRST needed no probe

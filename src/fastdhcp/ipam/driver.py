@@ -498,6 +498,11 @@ class Driver:
         for the check, so an unchecked address is not handed out."""
         try:
             prober = self._prober(opts.interface)
+            # This host's own address on the parent never answers our probes: the
+            # kernel does not receive the frames it sends. So look it up instead.
+            on_parent = await asyncio.to_thread(self._host_networks, opts.interface)
+            if any(network.ip == lease.address for network in on_parent):
+                return Conflict(lease.address, prober.mac, "this host's own address")
             return await prober.probe(lease.address, opts.conflict_wait)
         except (FastDHCPError, OSError) as exc:
             await engine.release(lease)
