@@ -434,9 +434,12 @@ class Driver:
                 )
         if lease is None:
             found = "; ".join(str(conflict) for conflict in conflicts)
+            tries = f"{len(conflicts)} tries" if len(conflicts) > 1 else "1 try"
+            if len(conflicts) < CONFLICT_ATTEMPTS:
+                tries += f" (the {self.config.acquire_timeout:g} s acquire timeout ran out)"
             raise IpamError(
                 f"no free address for {mac.hex(':')} on {pool.interface} after "
-                f"{len(conflicts)} tries: each address the DHCP server leased was already in "
+                f"{tries}: each address the DHCP server leased was already in "
                 f"use ({found}). DHCPDECLINE was sent for each; remove the hosts using "
                 "them statically, or exclude their addresses from the server's pool",
                 status=409,
