@@ -122,8 +122,8 @@ int fd_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned count, uint32_t *l
     return got;
 }
 
-int fd_send_batch(int fd, int ifindex, const uint8_t *const *frames, const uint32_t *lengths,
-                  unsigned count)
+int fd_send_batch(int fd, int ifindex, uint16_t ethertype, const uint8_t *const *frames,
+                  const uint32_t *lengths, unsigned count)
 {
     struct mmsghdr msgs[FD_MAX_BATCH];
     struct iovec iovs[FD_MAX_BATCH];
@@ -133,11 +133,11 @@ int fd_send_batch(int fd, int ifindex, const uint8_t *const *frames, const uint3
 
     if (count > FD_MAX_BATCH)
         count = FD_MAX_BATCH;
-    /* Name the protocol (IPv4) rather than inherit the socket's ETH_P_ALL, so the
-     * frame leaves with the skb protocol a NIC's offloads expect. */
+    /* Name the protocol (IPv4 or ARP) rather than inherit the socket's ETH_P_ALL,
+     * so the frame leaves with the skb protocol a NIC's offloads expect. */
     memset(&to, 0, sizeof to);
     to.sll_family = AF_PACKET;
-    to.sll_protocol = htons(ETH_P_IP);
+    to.sll_protocol = htons(ethertype);
     to.sll_ifindex = ifindex;
     memset(msgs, 0, sizeof(struct mmsghdr) * count);
     for (i = 0; i < count; i++) {

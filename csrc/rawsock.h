@@ -1,4 +1,4 @@
-/* Packet-socket system calls for fastdhcp's raw DHCP client socket.
+/* Packet-socket system calls for fastdhcp's raw DHCP and ARP sockets.
  *
  * Plain C because these are thin sequences of system calls on kernel structs;
  * every function returns a non-negative result or -errno, and sets nothing else. */
@@ -38,10 +38,11 @@ int fd_enable_auxdata(int fd);
 int fd_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned count, uint32_t *lengths,
                   uint8_t *pending);
 
-/* Send `count` frames (sendmmsg) out of `ifindex` as IPv4; frame i is
+/* Send `count` frames (sendmmsg) out of `ifindex` as `ethertype` (host byte
+ * order: ETH_P_IP for DHCP, ETH_P_ARP for ARP probes); frame i is
  * frames[i][0 .. lengths[i]). Returns how many the kernel took (possibly fewer
  * than count, when its queue is full), 0 if it took none for now, or -errno. */
-int fd_send_batch(int fd, int ifindex, const uint8_t *const *frames, const uint32_t *lengths,
-                  unsigned count);
+int fd_send_batch(int fd, int ifindex, uint16_t ethertype, const uint8_t *const *frames,
+                  const uint32_t *lengths, unsigned count);
 
 #endif

@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=True, wraparound=False
 # cython: auto_pickle=False, embedsignature=True, binding=True
-"""The compiled packet socket: AF_PACKET with the BPF filter, batch receive
-(recvmmsg) and batch send (sendmmsg).
+"""The compiled packet socket: AF_PACKET with a BPF filter, batch receive
+(recvmmsg) and batch send (sendmmsg). ``protocol`` picks the filter and the
+ethertype frames are sent as (``bpf.PROFILES``): "dhcp" (the default) or "arp".
 
 ``_rawsock_py`` is its pure-Python twin, with the same names and errors. The
 system calls themselves are in csrc/rawsock.c.
@@ -9,7 +10,7 @@ system calls themselves are in csrc/rawsock.c.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from posix.unistd cimport close as c_close
 
 import errno as _errno
@@ -28,7 +29,7 @@ cdef extern from "rawsock.h" nogil:
     int fd_enable_auxdata(int fd)
     int fd_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned count, uint32_t *lengths,
                       uint8_t *pending)
-    int fd_send_batch(int fd, int ifindex, const uint8_t *const *frames,
+    int fd_send_batch(int fd, int ifindex, uint16_t ethertype, const uint8_t *const *frames,
                       const uint32_t *lengths, unsigned count)
 
 cdef enum:
@@ -36,12 +37,11 @@ cdef enum:
 
 __all__ = ["RawSocket"]
 
-cdef bytes _FILTER = bpf.pack(bpf.DHCP_CLIENT_FILTER)
 cdef bytes _MATCH_NOTHING = bpf.pack(bpf.MATCH_NOTHING)
 
 
 cdef class RawSocket:
-    """One packet socket on one interface, for DHCP replies only."""
+    """One packet socket on one interface, for DHCP replies (or ARP) only."""
 
     cdef int _fd
     cdef readonly str ifname
@@ -50,6 +50,8 @@ cdef class RawSocket:
     cdef readonly unsigned batch
     cdef readonly size_t snaplen
     cdef readonly bint promiscuous
+    cdef readonly str protocol
+    cdef uint16_t _ethertype
     cdef uint8_t *_rx
     cdef uint32_t *_lengths
     cdef uint8_t *_pending
@@ -61,10 +63,16 @@ cdef class RawSocket:
         self._pending = NULL
 
     def __init__(self, str ifname, *, bint promiscuous=False, unsigned batch=64,
-                 size_t snaplen=2048):
+                 size_t snaplen=2048, str protocol="dhcp"):
         info = iface.require_up(ifname)
         if not 1 <= batch <= FD_MAX_BATCH:
             raise ValueError(f"batch must be 1..{FD_MAX_BATCH}")
+        if protocol not in bpf.PROFILES:
+            raise ValueError(f"protocol must be one of {', '.join(bpf.PROFILES)}")
+        profile = bpf.PROFILES[protocol]
+        cdef bytes program = bpf.pack(profile.program)
+        self.protocol = protocol
+        self._ethertype = profile.ethertype
         self.ifname = ifname
         self.ifindex = info.index
         self.mac = info.mac
@@ -87,8 +95,8 @@ cdef class RawSocket:
         self._check(fd_enable_auxdata(fd), "enabling PACKET_AUXDATA")
         self._check(fd_bind_all(fd, self.ifindex), "bind()")
         fd_drain(fd)
-        self._check(fd_attach_filter(fd, PyBytes_AS_STRING(_FILTER),
-                                     len(bpf.DHCP_CLIENT_FILTER)), "attaching the BPF filter")
+        self._check(fd_attach_filter(fd, PyBytes_AS_STRING(program),
+                                     len(profile.program)), "attaching the BPF filter")
         if promiscuous:
             self.set_promiscuous(True)
 
@@ -153,7 +161,8 @@ cdef class RawSocket:
                 pointers[i] = <const uint8_t *>PyBytes_AS_STRING(frame)
                 lengths[i] = <uint32_t>PyBytes_GET_SIZE(frame)
             # `frames` keeps every bytes object alive while the kernel reads them.
-            sent = fd_send_batch(fd, self.ifindex, pointers, lengths, <unsigned>n)
+            sent = fd_send_batch(fd, self.ifindex, self._ethertype, pointers, lengths,
+                                 <unsigned>n)
         finally:
             PyMem_Free(pointers)
             PyMem_Free(lengths)

@@ -21,7 +21,6 @@ from .iface import open_error
 __all__ = ["RawSocket"]
 
 ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
@@ -55,14 +54,28 @@ def _fprog(program: tuple[bpf.Instruction, ...]) -> tuple[bytes, Any]:
 
 
 class RawSocket:
-    """One packet socket on one interface, for DHCP replies only."""
+    """One packet socket on one interface, for DHCP replies (or ARP) only.
+
+    ``protocol`` picks the filter and the ethertype frames are sent as
+    (``bpf.PROFILES``): "dhcp" (the default) or "arp"."""
 
     def __init__(
-        self, ifname: str, *, promiscuous: bool = False, batch: int = 64, snaplen: int = 2048
+        self,
+        ifname: str,
+        *,
+        promiscuous: bool = False,
+        batch: int = 64,
+        snaplen: int = 2048,
+        protocol: str = "dhcp",
     ) -> None:
         info = iface.require_up(ifname)
         if not 1 <= batch <= MAX_BATCH:
             raise ValueError(f"batch must be 1..{MAX_BATCH}")
+        if protocol not in bpf.PROFILES:
+            raise ValueError(f"protocol must be one of {', '.join(bpf.PROFILES)}")
+        profile = bpf.PROFILES[protocol]
+        self.protocol = protocol
+        self._ethertype = profile.ethertype
         self.ifname = ifname
         self.ifindex = info.index
         self.mac = info.mac
@@ -82,7 +95,7 @@ class RawSocket:
         self._step(sock.setsockopt, SOL_PACKET, PACKET_AUXDATA, 1, step="enabling PACKET_AUXDATA")
         self._step(sock.bind, (ifname, ETH_P_ALL), step="bind()")
         self._drain()
-        self._step(self._attach, bpf.DHCP_CLIENT_FILTER, step="attaching the BPF filter")
+        self._step(self._attach, profile.program, step="attaching the BPF filter")
         if promiscuous:
             self.set_promiscuous(True)
 
@@ -156,7 +169,7 @@ class RawSocket:
             if type(frame) is not bytes:
                 raise TypeError("frames must be bytes")
             try:
-                sock.sendto(frame, (self.ifname, ETH_P_IP))
+                sock.sendto(frame, (self.ifname, self._ethertype))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:

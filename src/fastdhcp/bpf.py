@@ -4,10 +4,13 @@ Defined once, here, and packed into ``struct sock_filter`` bytes that both socke
 paths hand to the kernel (``SO_ATTACH_FILTER``): the compiled ``_rawsock`` and the
 pure-Python ``_rawsock_py``.
 
-The program accepts exactly what a DHCP client must read: untagged IPv4 UDP from
-port 67 to port 68, not a fragment, not sent by this host. Everything else is
-dropped in the kernel, so user space never wakes for it (linux
-Documentation/networking/filter.rst describes the instruction set).
+The DHCP program accepts exactly what a DHCP client must read: untagged IPv4 UDP
+from port 67 to port 68, not a fragment, not sent by this host. The ARP program,
+for address conflict detection (RFC 5227), accepts untagged Ethernet/IPv4 ARP
+not sent by this host. Everything else is dropped in the kernel, so user space
+never wakes for it (linux Documentation/networking/filter.rst describes the
+instruction set). ``PROFILES`` names each program with the ethertype its frames
+are sent as.
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .spec import CLIENT_PORT, ETHERTYPE_IPV4, IP_MF_AND_OFFSET_MASK, IPPROTO_UDP, SERVER_PORT
+from .spec import (
+    ARP_HTYPE_ETHERNET,
+    ARP_PTYPE_IPV4,
+    CLIENT_PORT,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    IP_MF_AND_OFFSET_MASK,
+    IPPROTO_UDP,
+    SERVER_PORT,
+)
 
 # Instruction classes and modes (linux/bpf_common.h).
 BPF_LD, BPF_LDX, BPF_JMP, BPF_RET = 0x00, 0x01, 0x05, 0x06
 BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
-BPF_K, BPF_ABS, BPF_IND, BPF_MSH = 0x00, 0x20, 0x40, 0xA0
-BPF_JEQ, BPF_JSET = 0x10, 0x40
+BPF_K, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
+BPF_JEQ, BPF_JGE, BPF_JSET = 0x10, 0x30, 0x40
 
 # Ancillary data loads (linux/filter.h): offsets past SKF_AD_OFF read skb fields.
 SKF_AD_OFF = -0x1000
@@ -105,6 +117,63 @@ DHCP_CLIENT_FILTER = assemble(
          "keep nothing"),
     ]
 )  # fmt: skip
+
+# RFC 826 packet layout after the Ethernet header: hrd (2), pro (2), hln (1),
+# pln (1), op (2), then the addresses: 28 bytes for Ethernet and IPv4.
+ARP_HW_LEN_IPV4_LEN = (6 << 8) | 4
+ARP_FRAME_MIN_LEN = ETH_HEADER_LEN + 28
+
+ARP_FILTER = assemble(
+    [
+        (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE,
+         "A = the frame's packet type"),
+        (BPF_JMP | BPF_JEQ | BPF_K, "drop", 0, PACKET_OUTGOING,
+         "sent by this host (our own probes): drop"),
+        (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT,
+         "A = 1 if the NIC stripped a VLAN tag into metadata"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", 0,
+         "VLAN-tagged (offloaded tag): drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 12,
+         "A = ethertype"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ETHERTYPE_ARP,
+         "not ARP (an in-band 802.1Q tag lands here too): drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN,
+         "A = ARP hardware type (ar$hrd)"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_HTYPE_ETHERNET,
+         "not Ethernet: drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN + 2,
+         "A = ARP protocol type (ar$pro)"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_PTYPE_IPV4,
+         "not IPv4: drop"),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN + 4,
+         "A = hardware and protocol address lengths (ar$hln, ar$pln)"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_HW_LEN_IPV4_LEN,
+         "not 6 and 4: drop"),
+        (BPF_LD | BPF_W | BPF_LEN, 0, 0, 0,
+         "A = the frame's length"),
+        (BPF_JMP | BPF_JGE | BPF_K, 0, "drop", ARP_FRAME_MIN_LEN,
+         "too short to hold both addresses: drop"),
+        (BPF_RET | BPF_K, 0, 0, ACCEPT_WHOLE_FRAME,
+         "an Ethernet/IPv4 ARP packet: keep the whole frame"),
+        "drop",
+        (BPF_RET | BPF_K, 0, 0, 0,
+         "keep nothing"),
+    ]
+)  # fmt: skip
+
+
+class Profile(NamedTuple):
+    """What one kind of packet socket receives, and the ethertype it sends as (the
+    kernel sets the skb protocol from it, which NIC offloads and taps rely on)."""
+
+    program: tuple[Instruction, ...]
+    ethertype: int
+
+
+PROFILES = {
+    "dhcp": Profile(DHCP_CLIENT_FILTER, ETHERTYPE_IPV4),
+    "arp": Profile(ARP_FILTER, ETHERTYPE_ARP),
+}
 
 # Attached first, so that frames queued before the real filter can be drained
 # without racing it (libpcap set_kernel_filter() does the same).

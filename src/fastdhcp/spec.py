@@ -133,6 +133,21 @@ DEFAULT_TTL = 64
 # RFC 768: the largest UDP payload an IPv4 datagram of 65,535 octets can carry.
 MAX_UDP_PAYLOAD = 65535 - IPV4_MIN_HEADER_LEN - UDP_HEADER_LEN
 BROADCAST_MAC = b"\xff" * 6
+# IEEE 802.3: the smallest frame without its FCS; shorter frames are padded.
+ETH_MIN_FRAME_LEN = 60
+
+# --- ARP (RFC 826) and IPv4 address conflict detection (RFC 5227) ----------------
+ETHERTYPE_ARP = 0x0806  # RFC 826, "ether_type$ADDRESS_RESOLUTION"
+ARP_HTYPE_ETHERNET = 1  # RFC 826 ar$hrd; IANA ARP hardware types
+ARP_PTYPE_IPV4 = ETHERTYPE_IPV4  # RFC 826 ar$pro: the protocol's ethertype
+ARP_PACKET_LEN = 28  # RFC 826: 8 fixed octets, then 6+4+6+4 for Ethernet/IPv4
+ARP_OP_REQUEST = 1  # RFC 826 ar$op
+ARP_OP_REPLY = 2
+# RFC 5227 §1.1: an ARP Probe has sender IP 0.0.0.0; §2.1.1 sends PROBE_NUM of them.
+# fastdhcp spreads its probes over a short configurable wait instead of RFC 5227's
+# PROBE_WAIT/PROBE_MIN/PROBE_MAX (1 to 2 s apart, about 5 s in all), which a
+# container start cannot afford; see fastdhcp.conflict.
+ARP_PROBE_NUM = 3
 
 # --- Retransmission (RFC 2131 §4.1) ---------------------------------------------
 # "...a delay of 4 seconds before the first retransmission... doubled on each

@@ -3,10 +3,13 @@ send and receive, and the errors an operator sees. Both implementations."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import ipaddress
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -16,7 +19,8 @@ from types import ModuleType
 import lab
 import pytest
 
-from fastdhcp import codec
+from fastdhcp import arp, codec
+from fastdhcp.conflict import ArpProber, Conflict
 from fastdhcp.errors import InterfaceError
 
 pytestmark = pytest.mark.root
@@ -169,3 +173,48 @@ def test_promiscuous_membership_lasts_as_long_as_the_socket(
         assert not sock.promiscuous and _promiscuity(segment.host_if) == 0
         sock.set_promiscuous(True)
     assert _promiscuity(segment.host_if) == 0
+
+
+# -- the ARP profile (conflict_check=arp) ----------------------------------------------------
+
+
+def arp_frame(op: int, sender_ip: str, target_ip: str, *, hln: int = 6) -> bytes:
+    body = struct.pack("!HHBBH", 1, 0x0800, hln, 4, op) + SERVER_MAC
+    body += socket.inet_aton(sender_ip) + bytes(6) + socket.inet_aton(target_ip)
+    return b"\xff" * 6 + SERVER_MAC + b"\x08\x06" + body
+
+
+def test_the_arp_filter_passes_arp_and_nothing_else(
+    rawsock: ModuleType, segment: lab.Segment
+) -> None:
+    good = arp_frame(2, "10.99.0.2", "0.0.0.0").ljust(60, b"\x00")
+    vlan = good[:12] + b"\x81\x00\x00\x05" + good[12:]
+    odd_lengths = arp_frame(1, "10.99.0.2", "10.99.0.9", hln=8)
+    truncated = good[:20]
+    with rawsock.RawSocket(segment.host_if, protocol="arp") as sock:
+        assert sock.protocol == "arp"
+        inject(segment, [reply_frame(7), vlan, odd_lengths, truncated, good])
+        received = receive_all(sock)
+        # Our own probes are outgoing: dropped by the filter.
+        assert sock.send(arp.encode_probe(sock.mac, "10.99.0.9"))
+        assert receive_all(sock, 0.2) == []
+    assert [frame for frame, _ in received] == [good]
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        rawsock.RawSocket(segment.host_if, protocol="ipx")
+
+
+async def _probe_both(rawsock: ModuleType, segment: lab.Segment) -> list[Conflict | None]:
+    prober = ArpProber(rawsock.RawSocket(segment.host_if, protocol="arp"))
+    try:
+        # The server's own address (its kernel answers the probe, unicast to the
+        # parent's MAC) and a free one.
+        return [await prober.probe(segment.server_ip, 0.3), await prober.probe("10.99.0.77", 0.3)]
+    finally:
+        prober.close()
+
+
+def test_a_probe_gets_the_kernels_reply(rawsock: ModuleType, segment: lab.Segment) -> None:
+    taken, free = asyncio.run(_probe_both(rawsock, segment))
+    server_mac = bytes.fromhex(segment.server_mac.replace(":", ""))
+    assert taken == Conflict(ipaddress.IPv4Address(segment.server_ip), server_mac, "reply")
+    assert free is None

@@ -24,6 +24,7 @@ import pytest_asyncio
 from aiohttp import web
 from fake_dhcp import NETWORK, ROUTER, SERVER_ID, SERVER_MAC, FakeServer, SocketPairTransport
 
+from fastdhcp.conflict import ArpProber
 from fastdhcp.daemon import claim_socket
 from fastdhcp.engine import Engine, EngineConfig
 from fastdhcp.ipam.driver import Driver, DriverConfig
@@ -80,17 +81,25 @@ class Plugin:
 
 
 async def _start(tmp_path: Path, state_dir: Path, server: FakeServer, client_end: socket.socket,
-                 host_networks: list[IPv4Interface]) -> Plugin:  # fmt: skip
+                 host_networks: list[IPv4Interface], arp_end: socket.socket | None = None,
+                 acquire_timeout: float = 1.5) -> Plugin:  # fmt: skip
+    """The plugin; its ARP prober (conflict_check=arp) runs on ``arp_end``, if given."""
     plugin_box: list[Plugin] = []
 
     async def open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
         plugin_box[0].engines_opened += 1
         return Engine(SocketPairTransport(client_end, ifname=ifname), config)
 
+    def open_prober(ifname: str) -> ArpProber:
+        if arp_end is None:
+            raise AssertionError("this test's plugin has no ARP segment")
+        return ArpProber(SocketPairTransport(arp_end, ifname=ifname))
+
     driver = Driver(
         Store.open(state_dir),
-        DriverConfig(probe_timeout=1.0, acquire_timeout=1.5, engine=FAST),
+        DriverConfig(probe_timeout=1.0, acquire_timeout=acquire_timeout, engine=FAST),
         open_engine=open_engine,
+        open_prober=open_prober,
         host_networks=lambda ifname: host_networks,
     )
     runner = web.AppRunner(make_app(driver))

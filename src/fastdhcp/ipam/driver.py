@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from .. import iface
+from ..conflict import ArpProber, Conflict
 from ..engine import Engine, EngineConfig, EngineStats
 from ..errors import (
     AddressRefusedError,
@@ -48,6 +49,11 @@ GATEWAY_TYPE = "com.docker.network.gateway"
 GATEWAY_DATA = "com.docker.network.gateway"
 # How soon a repeat of the same RequestPool counts as Docker's overlap loop.
 OVERLAP_LOOP_WINDOW = 10.0
+# conflict_check=arp: addresses leased and probed per RequestAddress before giving
+# up. RFC 2131 §4.4.1 asks a client that declines to wait 10 s before starting
+# over, "to avoid excessive network traffic in case of looping"; a container start
+# cannot wait that long, so the loop is bounded by this count instead.
+CONFLICT_ATTEMPTS = 3
 
 
 @dataclass
@@ -60,6 +66,10 @@ class DriverConfig:
 
 async def _open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
     return await Engine.open(ifname, config, promiscuous=promiscuous)
+
+
+def _open_prober(ifname: str) -> ArpProber:
+    return ArpProber.open(ifname)
 
 
 def host_networks(ifname: str) -> list[IPv4Interface]:
@@ -122,11 +132,14 @@ class Driver:
         config: DriverConfig | None = None,
         *,
         open_engine: Callable[..., Any] = _open_engine,
+        open_prober: Callable[[str], ArpProber] = _open_prober,
         host_networks: Callable[[str], list[IPv4Interface]] = host_networks,
     ) -> None:
         self.store = store
         self.config = config or DriverConfig()
         self._open_engine = open_engine
+        self._open_prober = open_prober
+        self._probers: dict[str, ArpProber] = {}
         self._host_networks = host_networks
         self._engines: dict[tuple[Any, ...], Engine] = {}
         self._engine_locks: dict[tuple[Any, ...], asyncio.Lock] = {}
@@ -191,6 +204,9 @@ class Driver:
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
+        for prober in self._probers.values():
+            prober.close()
+        self._probers.clear()
 
     def engine_stats(self) -> dict[str, EngineStats]:
         """Packet counters summed per interface (metrics read them at scrape time)."""
@@ -422,28 +438,102 @@ class Driver:
         elif opts.client_id == "endpoint" and endpoint:
             client_id = b"\x00" + endpoint.encode()
         hostname = endpoint if opts.hostname_from_endpoint and endpoint else None
+        started = time.monotonic()
+        conflicts: list[Conflict] = []
+        lease: Lease | None = None
+        for _ in range(CONFLICT_ATTEMPTS if opts.conflict_check else 1):
+            remaining = self.config.acquire_timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                break  # the bound holds across tries too
+            candidate = await self._acquire_once(
+                engine,
+                pool,
+                mac,
+                client_id=client_id,
+                hostname=hostname,
+                vendor_class=opts.vendor_class,
+                requested_ip=wanted,
+                timeout=remaining,
+            )
+            conflict = None
+            if opts.conflict_check:
+                conflict = await self._check_conflict(engine, opts, candidate, pool.pool_id)
+            if conflict is None:
+                lease = candidate
+                break
+            # RFC 2131 §3.1 step 5 and §4.4.1: the client that finds its new address
+            # in use MUST send DHCPDECLINE and start over. Servers then keep the
+            # address out of their pools for a while (Kea: decline-probation-period).
+            lease_event(
+                "declined",
+                mac,
+                candidate.address,
+                candidate.server_id,
+                f"address conflict: {candidate.address} was leased to {mac.hex(':')} by"
+                f" {candidate.server_id}, but {conflict.sender_mac.hex(':')} answers for it"
+                f" (ARP {conflict.kind}); sending DHCPDECLINE",
+                conflict_mac=conflict.sender_mac.hex(":"),
+            )
+            conflicts.append(conflict)
+            await self._decline(engine, candidate)
+            self._drop_pending(pool.pool_id, mac)  # declined: the server holds nothing for us
+            if wanted is not None:
+                raise IpamError(
+                    f"--ip {wanted} is already in use on {pool.interface}: {conflict}; "
+                    "DHCPDECLINE sent to the DHCP server. Pick another address, or free it",
+                    status=409,
+                )
+        if lease is None:
+            found = "; ".join(str(conflict) for conflict in conflicts)
+            tries = f"{len(conflicts)} tries" if len(conflicts) > 1 else "1 try"
+            if len(conflicts) < CONFLICT_ATTEMPTS:
+                tries += f" (the {self.config.acquire_timeout:g} s acquire timeout ran out)"
+            raise IpamError(
+                f"no free address for {mac.hex(':')} on {pool.interface} after "
+                f"{tries}: each address the DHCP server leased was already in "
+                f"use ({found}). DHCPDECLINE was sent for each; remove the hosts using "
+                "them statically, or exclude their addresses from the server's pool",
+                status=409,
+            )
+        try:
+            self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
+        except StoreError as exc:
+            await engine.release(lease)
+            self._drop_pending(pool.pool_id, mac)
+            raise IpamError(
+                f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
+            ) from None
+        if self.keeper is not None:
+            self.keeper.track(lease)
+        took = time.monotonic() - started
+        METRICS.acquire_seconds.observe(took)
+        declined = [str(conflict.address) for conflict in conflicts]
+        lease_event("acquired", mac, lease.address, lease.server_id, seconds=round(took, 4),
+                    declined=",".join(declined) or None)  # fmt: skip
+        return lease
+
+    async def _acquire_once(
+        self, engine: Engine, pool: PoolRecord, mac: bytes, **params: Any
+    ) -> Lease:
+        """One DORA exchange. Each offer taken is recorded (pending) before its
+        REQUEST; if the exchange fails after one, the request is settled (the
+        server may have ACKed into the void)."""
+        wanted = params.get("requested_ip")
         requested: list[PendingRequest] = []
 
         def record_request(address: IPv4Address, server: IPv4Address, server_mac: bytes) -> None:
             # Committed before the REQUEST goes out: see store.MIGRATIONS[2].
-            request = PendingRequest(pool.pool_id, mac, address, server, server_mac, client_id)
+            request = PendingRequest(
+                pool.pool_id, mac, address, server, server_mac, params.get("client_id")
+            )
             self.store.put_pending(request)
             requested.append(request)
 
-        started = time.monotonic()
         try:
             try:
-                lease = await engine.acquire(
-                    mac,
-                    client_id=client_id,
-                    hostname=hostname,
-                    vendor_class=opts.vendor_class,
-                    requested_ip=wanted,
-                    timeout=self.config.acquire_timeout,
-                    on_request=record_request,
-                )
+                lease = await engine.acquire(mac, on_request=record_request, **params)
             except Exception:
-                if requested:  # the server may have ACKed a REQUEST whose answer was lost
+                if requested:
                     await self._settle(requested[-1], "the acquisition failed")
                 raise
         except StoreError as exc:
@@ -475,20 +565,47 @@ class Driver:
                 f"{pool.subnet}; released it",
                 status=502,
             )
-        try:
-            self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
-        except StoreError as exc:
-            await engine.release(lease)
-            self._drop_pending(pool.pool_id, mac)
-            raise IpamError(
-                f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
-            ) from None
-        if self.keeper is not None:
-            self.keeper.track(lease)
-        took = time.monotonic() - started
-        METRICS.acquire_seconds.observe(took)
-        lease_event("acquired", mac, lease.address, lease.server_id, seconds=round(took, 4))
         return lease
+
+    async def _check_conflict(
+        self, engine: Engine, opts: pool_options.PoolOptions, lease: Lease, pool_id: str
+    ) -> Conflict | None:
+        """RFC 5227 probes for the new lease's address (conflict_check=arp). If they
+        cannot be sent, the lease is released and the request fails: the user asked
+        for the check, so an unchecked address is not handed out."""
+        try:
+            prober = self._prober(opts.interface)
+            # This host's own address on the parent never answers our probes: the
+            # kernel does not receive the frames it sends. So look it up instead.
+            on_parent = await asyncio.to_thread(self._host_networks, opts.interface)
+            if any(network.ip == lease.address for network in on_parent):
+                return Conflict(lease.address, prober.mac, "this host's own address")
+            return await prober.probe(lease.address, opts.conflict_wait)
+        except (FastDHCPError, OSError) as exc:
+            await engine.release(lease)
+            self._drop_pending(pool_id, lease.mac)
+            raise IpamError(
+                f"conflict_check=arp could not probe {lease.address} on {opts.interface} "
+                f"({exc}); released the lease",
+                status=502,
+            ) from None
+
+    async def _decline(self, engine: Engine, lease: Lease) -> None:
+        try:
+            await engine.decline(lease)
+        except (FastDHCPError, OSError) as exc:
+            # The lease runs out on the server; we still never hand the address out.
+            _log.warning("DHCPDECLINE of %s not sent (%s)", lease.address, exc)
+
+    def _prober(self, ifname: str) -> ArpProber:
+        prober = self._probers.get(ifname)
+        if prober is None:
+            try:
+                prober = self._open_prober(ifname)
+            except InterfaceError as exc:
+                raise IpamError(f"--ipam-opt dhcp_interface={ifname}: {exc}") from None
+            self._probers[ifname] = prober
+        return prober
 
     async def release_address(self, body: Mapping[str, Any]) -> dict[str, Any]:
         pool_id = _field(body, "PoolID", str, "")

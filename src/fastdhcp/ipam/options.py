@@ -4,6 +4,7 @@ the first ``docker run``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -19,7 +20,16 @@ KEYS = {
     "client_id": "'mac' or 'endpoint': the client identifier (option 61) to send",
     "broadcast": "'true' (default) or 'false': ask servers to broadcast replies",
     "promiscuous": "'true' or 'false' (default): receive replies sent to any MAC",
+    "conflict_check": "'arp' or 'off' (default): ARP-probe each leased address (RFC 5227)",
+    "conflict_wait": "seconds to listen for a conflicting ARP reply (default 1, 0.05 to 10)",
 }
+
+# conflict_wait: the default follows ISC dhcpd's ping-timeout (1 s), long enough for
+# a slow or busy host to answer ARP, short enough for docker run. The upper bound
+# keeps CONFLICT_ATTEMPTS waits (the driver's) well inside its acquire timeout.
+CONFLICT_WAIT_DEFAULT = 1.0
+CONFLICT_WAIT_MIN = 0.05
+CONFLICT_WAIT_MAX = 10.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,8 @@ class PoolOptions:
     client_id: str | None = None  # None, "mac" or "endpoint"
     broadcast: bool = True
     promiscuous: bool = False
+    conflict_check: bool = False  # ARP-probe leased addresses before returning them
+    conflict_wait: float = CONFLICT_WAIT_DEFAULT
 
 
 def _boolean(key: str, value: str) -> bool:
@@ -40,6 +52,19 @@ def _boolean(key: str, value: str) -> bool:
     if lowered in ("false", "no", "0", "off"):
         return False
     raise IpamError(f"--ipam-opt {key}={value!r}: expected true or false")
+
+
+def _conflict_wait(value: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and CONFLICT_WAIT_MIN <= seconds <= CONFLICT_WAIT_MAX):
+        raise IpamError(
+            f"--ipam-opt conflict_wait={value!r}: give a number of seconds from "
+            f"{CONFLICT_WAIT_MIN:g} to {CONFLICT_WAIT_MAX:g} (default {CONFLICT_WAIT_DEFAULT:g})"
+        )
+    return seconds
 
 
 def parse(options: Mapping[str, str]) -> PoolOptions:
@@ -71,6 +96,20 @@ def parse(options: Mapping[str, str]) -> PoolOptions:
     client_id = options.get("client_id")
     if client_id not in (None, "mac", "endpoint"):
         raise IpamError(f"--ipam-opt client_id={client_id!r}: expected 'mac' or 'endpoint'")
+    check = options.get("conflict_check", "off").strip().lower()
+    if check not in ("arp", "off"):
+        raise IpamError(
+            f"--ipam-opt conflict_check={options['conflict_check']!r}: expected 'arp' "
+            "(probe each leased address with ARP before handing it out) or 'off'"
+        )
+    wait = CONFLICT_WAIT_DEFAULT
+    if "conflict_wait" in options:
+        wait = _conflict_wait(options["conflict_wait"])
+        if check != "arp":
+            raise IpamError(
+                "--ipam-opt conflict_wait only applies with conflict_check=arp: "
+                "add --ipam-opt conflict_check=arp, or drop conflict_wait"
+            )
     return PoolOptions(
         interface=interface,
         dhcp_server=server,
@@ -81,4 +120,6 @@ def parse(options: Mapping[str, str]) -> PoolOptions:
         promiscuous=(
             _boolean("promiscuous", options["promiscuous"]) if "promiscuous" in options else False
         ),
+        conflict_check=check == "arp",
+        conflict_wait=wait,
     )
