@@ -156,6 +156,7 @@ async def test_retries_are_bounded_and_the_error_names_every_address(lan: Lan) -
     assert lan.server.declined == {FIRST, SECOND, THIRD}
     assert len(lan.server.seen(MessageType.DISCOVER)) == 4  # the pool's probe, and 3
     assert lan.held_in_store() == []
+    assert lan.plugin.driver.store.pending() == []  # declined: nothing left to settle
     # The squatters leave; the next try gets the next free address.
     lan.arp.holders.clear()
     status, reply = await lan.plugin.address(pool_id)
@@ -170,6 +171,7 @@ async def test_a_wanted_address_in_use_fails_at_once(lan: Lan) -> None:
     assert status == 409 and f"--ip {wanted} is already in use" in reply["Err"]
     assert lan.server.declined == {wanted}
     assert len(lan.server.seen(MessageType.REQUEST)) == 1
+    assert lan.plugin.driver.store.pending() == []
 
 
 async def test_concurrent_requests_for_one_mac_share_the_check(lan: Lan) -> None:
@@ -203,6 +205,7 @@ async def test_a_prober_that_cannot_send_releases_the_lease(lan: Lan) -> None:
     assert status == 502 and "could not probe" in reply["Err"] and "released" in reply["Err"]
     await lan.server.wait_seen(MessageType.RELEASE)
     assert lan.held_in_store() == [str(FIRST)]  # only the first MAC's lease
+    assert lan.plugin.driver.store.pending() == []
 
 
 async def test_an_address_the_parent_itself_holds_is_a_conflict(lan: Lan) -> None:
