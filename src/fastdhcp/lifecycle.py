@@ -190,12 +190,12 @@ class LeaseKeeper:
             return
         except NoAnswerError:
             self.stats.failures += 1
-            self._retry(lease, self._clock())
+            self._retry(lease, self._clock(), started=now)
             return
         except ProtocolError as exc:
             self.stats.failures += 1
             _log.warning("renewal of %s failed: %s", lease.address, exc)
-            self._retry(lease, self._clock())
+            self._retry(lease, self._clock(), started=now)
             return
         if self._released(lease):
             return
@@ -206,11 +206,21 @@ class LeaseKeeper:
             self.stats.renewed += 1
         self.track(renewed, first=False)
 
-    def _retry(self, lease: Lease, now: float) -> None:
+    def _retry(self, lease: Lease, now: float, *, started: float | None = None) -> None:
         """RFC 2131 §4.4.5: wait half the time left before T2 (or, rebinding,
-        before expiry), at least the floor, and never past the next phase."""
+        before expiry), at least the floor, and never past the next phase.
+
+        ``started``: when the failed attempt began. One that began in an earlier
+        phase than ``now`` is in (a RENEW that ran past T2, a REBIND that ran to
+        the expiry) was that phase's last: the next phase begins at once, not
+        half the time left in it later. A RENEW's timeout can reach past T2: it
+        is at least a second, and its deadline runs while it waits for one of
+        the engine's in-flight slots."""
         expires, rebind_at = lease.expires_at, lease.rebind_at
         if expires is None or rebind_at is None:
+            return
+        if started is not None and self._phase(lease, started) < self._phase(lease, now):
+            self._schedule(str(lease.address), now)
             return
         if now >= expires:  # lost: keep asking, at the floor's pace
             self._schedule(str(lease.address), now + self.config.retry_floor)
@@ -218,6 +228,13 @@ class LeaseKeeper:
         boundary = rebind_at if now < rebind_at else expires
         wait = max((boundary - now) / 2, self.config.retry_floor)
         self._schedule(str(lease.address), min(now + wait, boundary))
+
+    @staticmethod
+    def _phase(lease: Lease, when: float) -> int:
+        """0 RENEWING (before T2), 1 REBINDING (before expiry), 2 expired."""
+        if lease.expires_at is not None and when >= lease.expires_at:
+            return 2
+        return 1 if lease.rebind_at is not None and when >= lease.rebind_at else 0
 
     async def _reacquire(self, engine: Engine, pool_id: str, lease: Lease, why: str) -> None:
         """INIT-REBOOT-like: ask again for the same address for the same MAC."""
