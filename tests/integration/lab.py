@@ -597,7 +597,9 @@ class Lease:
 def parse_dnsmasq_leases(text: str) -> list[Lease]:
     """dnsmasq's lease file: ``expiry mac ip hostname client-id`` per line, with
     ``*`` for "none". dnsmasq rewrites the whole file on every change, so it is
-    always the current set (RELEASE removes the line)."""
+    always the current set (RELEASE removes the line). It truncates the file and
+    writes it again in place, so a read while a busy dnsmasq writes can see a
+    partial or empty file: stop it before reading, when it is busy."""
     leases = []
     for line in text.splitlines():
         parts = line.split()
