@@ -177,13 +177,21 @@ class LeaseKeeper:
             await self._reacquire(engine, pool_id, lease, "the lease expired")
             return
         rebinding = now >= rebind_at
-        # RFC 2131 §4.4.5: an attempt may take until the next phase begins.
+        # RFC 2131 §4.4.5: an attempt may take until the next phase begins (a
+        # RENEW half of that), but no longer than the engine's renew timeout:
+        # an unanswered attempt holds one of the engine's in-flight slots, and
+        # with a dead server and hour-long leases a RENEW would hold it for
+        # (T2 - T1) / 2 = 11 minutes while other leases' REBINDs, which another
+        # server would answer, wait behind it. _retry paces the next attempt.
         deadline = (expires if rebinding else rebind_at) - now
+        timeout = min(
+            max(deadline if rebinding else deadline / 2, 1.0), engine.config.renew_timeout
+        )
         try:
             if rebinding:
-                renewed = await engine.rebind(lease, timeout=max(deadline, 1.0))
+                renewed = await engine.rebind(lease, timeout=timeout)
             else:
-                renewed = await engine.renew(lease, timeout=max(deadline / 2, 1.0))
+                renewed = await engine.renew(lease, timeout=timeout)
         except NakError as exc:
             self.stats.naks += 1
             await self._reacquire(engine, pool_id, lease, f"DHCPNAK ({exc})")

@@ -161,3 +161,14 @@ async def test_a_phase_whose_last_attempt_failed_late_is_followed_at_once(tmp_pa
         assert keeper._due[address] == expires + 0.1
         keeper._retry(lease, expires + 0.1)  # re-acquiring after expiry: the floor's pace
         assert keeper._due[address] == expires + 0.1 + keeper.config.retry_floor
+
+
+async def test_an_unanswered_attempt_ends_at_the_engines_renew_timeout(tmp_path: Path) -> None:
+    # T2 is 49 s after T1, so RFC 2131 §4.4.5 alone would let the first RENEW wait
+    # 24.5 s; the engine's renew_timeout (0.6 s here) bounds it, so it frees its
+    # in-flight slot and the keeper paces the next attempt itself.
+    async with kept(tmp_path, lease_time=60, t1=1, t2=50) as (keeper, engine, server, store):
+        await hold(keeper, engine, store)
+        server.silent = True
+        await asyncio.sleep(2.5)
+        assert keeper.stats.failures >= 1 and engine.in_flight == 0
