@@ -4,9 +4,9 @@ Store and Engine while the DHCP server restarts, fails over, or is replaced.
 Every test asserts the same four things: no lease lost (``keeper.stats.lost``), no
 stored lease ever past its expiry while the test watches (sampled twice a
 second), every held address on the surviving server's lease file with the same
-MAC, and no address leased twice. Lease times are short (tens of seconds) so each
-test runs in about a minute; each server's T1/T2 are set explicitly, so the keeper
-meets every phase of RFC 2131 §4.4.5 within that time.
+MAC, and no address leased twice. Leases are short (30 s on Kea; dnsmasq's
+minimum of 120 s, with T1 10 s and T2 20 s), so each test runs in 20 to 40 s, and
+the keeper meets RENEWING and REBINDING (RFC 2131 §4.4.5) within that time.
 
 Servers answer a RENEW or REBIND by unicast to ``ciaddr`` (RFC 2131 §4.1). Kea's
 raw sockets write the frame to the client's MAC directly; dnsmasq sends through
