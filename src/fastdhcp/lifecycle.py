@@ -180,15 +180,23 @@ class LeaseKeeper:
             await self._reacquire(engine, pool_id, lease, "the lease expired")
             return
         rebinding = now >= rebind_at
-        # RFC 2131 §4.4.5: an attempt may take until the next phase begins.
+        # RFC 2131 §4.4.5: an attempt may take until the next phase begins (a
+        # RENEW half of that), but no longer than the engine's renew timeout:
+        # an unanswered attempt holds one of the engine's in-flight slots, and
+        # with a dead server and hour-long leases a RENEW would hold it for
+        # (T2 - T1) / 2 = 11 minutes while other leases' REBINDs, which another
+        # server would answer, wait behind it. _retry paces the next attempt.
         deadline = (expires if rebinding else rebind_at) - now
+        timeout = min(
+            max(deadline if rebinding else deadline / 2, 1.0), engine.config.renew_timeout
+        )
         phase = "rebinding" if rebinding else "renewing"
         started = time.perf_counter()
         try:
             if rebinding:
-                renewed = await engine.rebind(lease, timeout=max(deadline, 1.0))
+                renewed = await engine.rebind(lease, timeout=timeout)
             else:
-                renewed = await engine.renew(lease, timeout=max(deadline / 2, 1.0))
+                renewed = await engine.renew(lease, timeout=timeout)
         except NakError as exc:
             self.stats.naks += 1
             lease_event("nak", lease.mac, lease.address, exc.server_id, phase=phase,
@@ -198,12 +206,12 @@ class LeaseKeeper:
         except NoAnswerError:
             self.stats.failures += 1
             lease_event("timeout", lease.mac, lease.address, lease.server_id, phase=phase)
-            self._retry(lease, self._clock())
+            self._retry(lease, self._clock(), started=now)
             return
         except ProtocolError as exc:
             self.stats.failures += 1
             _log.warning("renewal of %s failed: %s", lease.address, exc)
-            self._retry(lease, self._clock())
+            self._retry(lease, self._clock(), started=now)
             return
         if self._released(lease):
             return
@@ -217,11 +225,21 @@ class LeaseKeeper:
                     renewed.server_id)  # fmt: skip
         self.track(renewed, first=False)
 
-    def _retry(self, lease: Lease, now: float) -> None:
+    def _retry(self, lease: Lease, now: float, *, started: float | None = None) -> None:
         """RFC 2131 §4.4.5: wait half the time left before T2 (or, rebinding,
-        before expiry), at least the floor, and never past the next phase."""
+        before expiry), at least the floor, and never past the next phase.
+
+        ``started``: when the failed attempt began. One that began in an earlier
+        phase than ``now`` is in (a RENEW that ran past T2, a REBIND that ran to
+        the expiry) was that phase's last: the next phase begins at once, not
+        half the time left in it later. A RENEW's timeout can reach past T2: it
+        is at least a second, and its deadline runs while it waits for one of
+        the engine's in-flight slots."""
         expires, rebind_at = lease.expires_at, lease.rebind_at
         if expires is None or rebind_at is None:
+            return
+        if started is not None and self._phase(lease, started) < self._phase(lease, now):
+            self._schedule(str(lease.address), now)
             return
         if now >= expires:  # lost: keep asking, at the floor's pace
             self._schedule(str(lease.address), now + self.config.retry_floor)
@@ -229,6 +247,13 @@ class LeaseKeeper:
         boundary = rebind_at if now < rebind_at else expires
         wait = max((boundary - now) / 2, self.config.retry_floor)
         self._schedule(str(lease.address), min(now + wait, boundary))
+
+    @staticmethod
+    def _phase(lease: Lease, when: float) -> int:
+        """0 RENEWING (before T2), 1 REBINDING (before expiry), 2 expired."""
+        if lease.expires_at is not None and when >= lease.expires_at:
+            return 2
+        return 1 if lease.rebind_at is not None and when >= lease.rebind_at else 0
 
     async def _reacquire(self, engine: Engine, pool_id: str, lease: Lease, why: str) -> None:
         """INIT-REBOOT-like: ask again for the same address for the same MAC."""

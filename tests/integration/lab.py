@@ -305,6 +305,15 @@ class ServerNs:
             "ip", "neigh", "replace", ip, "lladdr", mac, "dev", self.ifname, "nud", "permanent"
         )
 
+    def neigh_add_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """:meth:`neigh_add` for many (ip, mac) pairs in one ``ip -batch`` run: a
+        thousand leases would otherwise cost a thousand ``ip netns exec`` calls."""
+        lines = [
+            f"neigh replace {ip} lladdr {mac} dev {self.ifname} nud permanent\n"
+            for ip, mac in pairs
+        ]
+        self.run("ip", "-batch", "-", input="".join(lines), timeout=60)
+
 
 @dataclasses.dataclass
 class ClientNs:
@@ -588,7 +597,9 @@ class Lease:
 def parse_dnsmasq_leases(text: str) -> list[Lease]:
     """dnsmasq's lease file: ``expiry mac ip hostname client-id`` per line, with
     ``*`` for "none". dnsmasq rewrites the whole file on every change, so it is
-    always the current set (RELEASE removes the line)."""
+    always the current set (RELEASE removes the line). It truncates the file and
+    writes it again in place, so a read while a busy dnsmasq writes can see a
+    partial or empty file: stop it before reading, when it is busy."""
     leases = []
     for line in text.splitlines():
         parts = line.split()
@@ -987,6 +998,11 @@ class Kea(_Daemon):
         except FileNotFoundError:
             return ""
 
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until ``text`` appears in Kea's log since the last start (e.g. an
+        HA state transition)."""
+        wait_for(lambda: text in self._kea_log_since_start(), timeout, f"kea to log {text!r}")
+
     def log_text(self) -> str:
         """kea-dhcp4's stdout/stderr followed by its logger file."""
         main = self.kea_log.read_text(errors="replace") if self.kea_log.exists() else ""
@@ -1036,6 +1052,72 @@ class Kea(_Daemon):
                 with contextlib.suppress(ValueError):
                     return json.loads(buf)  # type: ignore[no-any-return]
         return json.loads(buf)  # type: ignore[no-any-return]
+
+
+KEA_HOOKS_DIR = Path("/usr/lib/x86_64-linux-gnu/kea/hooks")  # Debian's kea-dhcp4-server
+
+
+def kea_ha_hot_standby(
+    this: str,
+    primary: ServerNs,
+    standby: ServerNs,
+    *,
+    port: int = 8001,
+    heartbeat_delay_ms: int = 1000,
+    max_response_delay_ms: int = 3000,
+    hooks_dir: Path = KEA_HOOKS_DIR,
+) -> dict[str, Any]:
+    """The ``extra`` for :class:`Kea` that makes it one of a hot-standby HA pair
+    (``this`` is "primary" or "standby").
+
+    No kea-ctrl-agent: with Kea 2.2's HA+MT (core and HA multi-threading, the HA
+    hook's dedicated HTTP listener) each server answers its peer's commands
+    (ha-heartbeat, lease4-update, lease4-get-page) itself, on
+    ``http://<its segment address>:port/``; each namespace has its own port
+    space. ``max-unacked-clients`` 0: the standby goes partner-down as soon as
+    the primary misses heartbeats for ``max_response_delay_ms``, without first
+    watching clients go unanswered. Observed with Kea 2.2.0: both servers log
+    ``HA_STATE_TRANSITION ... to HOT-STANDBY state`` about 4 s after start.
+    """
+    peers = [
+        {"name": "primary", "url": f"http://{primary.ip}:{port}/", "role": "primary"},
+        {"name": "standby", "url": f"http://{standby.ip}:{port}/", "role": "standby"},
+    ]
+    for peer in peers:
+        peer["auto-failover"] = True
+    return {
+        "multi-threading": {
+            "enable-multi-threading": True,
+            "thread-pool-size": 2,
+            "packet-queue-size": 256,
+        },
+        "hooks-libraries": [
+            {"library": str(hooks_dir / "libdhcp_lease_cmds.so")},
+            {
+                "library": str(hooks_dir / "libdhcp_ha.so"),
+                "parameters": {
+                    "high-availability": [
+                        {
+                            "this-server-name": this,
+                            "mode": "hot-standby",
+                            "heartbeat-delay": heartbeat_delay_ms,
+                            "max-response-delay": max_response_delay_ms,
+                            "max-ack-delay": 1000,
+                            "max-unacked-clients": 0,
+                            "sync-timeout": 10000,
+                            "multi-threading": {
+                                "enable-multi-threading": True,
+                                "http-dedicated-listener": True,
+                                "http-listener-threads": 2,
+                                "http-client-threads": 2,
+                            },
+                            "peers": peers,
+                        }
+                    ]
+                },
+            },
+        ],
+    }
 
 
 # --------------------------------------------------------------------------

@@ -154,3 +154,34 @@ async def test_load_tracks_every_stored_lease(tmp_path: Path) -> None:
         for n in range(5):
             store.put_lease(POOL, await engine.acquire(bytes((2, 0, 0, 0, 2, n))))
         assert keeper.load() == 5 and keeper.tracked == 5
+
+
+async def test_a_phase_whose_last_attempt_failed_late_is_followed_at_once(tmp_path: Path) -> None:
+    # Seen against real servers with 1,000 leases: the last RENEW before T2 has a
+    # timeout of at least a second, so it fails after T2; the first REBIND then
+    # came half the remaining lease later instead of at once (RFC 2131 §4.4.5:
+    # REBINDING begins at T2), and likewise INIT after a REBIND that ran to expiry.
+    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
+        lease = await hold(keeper, engine, store)
+        address = str(lease.address)
+        t2, expires = lease.rebind_at, lease.expires_at
+        assert t2 is not None and expires is not None
+        keeper._retry(lease, t2 + 0.5, started=t2 - 1.0)  # a RENEW that ended past T2
+        assert keeper._due[address] == t2 + 0.5
+        keeper._retry(lease, t2 + 0.5, started=t2 + 0.1)  # a REBIND, within REBINDING
+        assert keeper._due[address] == t2 + 0.5 + (expires - t2 - 0.5) / 2
+        keeper._retry(lease, expires + 0.1, started=expires - 1.0)  # a REBIND to expiry
+        assert keeper._due[address] == expires + 0.1
+        keeper._retry(lease, expires + 0.1)  # re-acquiring after expiry: the floor's pace
+        assert keeper._due[address] == expires + 0.1 + keeper.config.retry_floor
+
+
+async def test_an_unanswered_attempt_ends_at_the_engines_renew_timeout(tmp_path: Path) -> None:
+    # T2 is 49 s after T1, so RFC 2131 §4.4.5 alone would let the first RENEW wait
+    # 24.5 s; the engine's renew_timeout (0.6 s here) bounds it, so it frees its
+    # in-flight slot and the keeper paces the next attempt itself.
+    async with kept(tmp_path, lease_time=60, t1=1, t2=50) as (keeper, engine, server, store):
+        await hold(keeper, engine, store)
+        server.silent = True
+        await asyncio.sleep(2.5)
+        assert keeper.stats.failures >= 1 and engine.in_flight == 0
