@@ -222,7 +222,12 @@ class Engine:
         self._rng = random.Random()
         self._exchanges: dict[int, _Exchange] = {}
         self._active = 0
-        self._waiting: collections.deque[_Exchange] = collections.deque()
+        # Exchanges waiting for a slot: new leases first, then renewals. A docker
+        # run must not wait behind hundreds of RENEWs to a server that is down
+        # (each may hold its slot for the whole renew timeout), and a renewal
+        # that waits a little longer still has until T2, and then until expiry.
+        self._waiting_new: collections.deque[_Exchange] = collections.deque()
+        self._waiting_renewals: collections.deque[_Exchange] = collections.deque()
         self._outbox: list[bytes] = []
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._flush_waiters: list[asyncio.Future[None]] = []
@@ -242,14 +247,15 @@ class Engine:
     @property
     def in_flight(self) -> int:
         """Exchanges started and not finished: on the wire or waiting their turn."""
-        return self._active + len(self._waiting)
+        return self._active + len(self._waiting_new) + len(self._waiting_renewals)
 
     def close(self) -> None:
         """Fail every exchange in flight and close the socket."""
         if self._closed:
             return
         self._closed = True
-        for exchange in [*self._exchanges.values(), *self._waiting]:
+        waiting = [*self._waiting_new, *self._waiting_renewals]
+        for exchange in [*self._exchanges.values(), *waiting]:
             self._finish(exchange, ProtocolError("the DHCP engine was closed"))
         self._loop.remove_reader(self.transport.fileno())
         if self._flush_handle is not None:
@@ -387,7 +393,7 @@ class Engine:
                 self._begin(exchange)
             else:
                 exchange.queued = True
-                self._waiting.append(exchange)
+                self._queue_for(exchange).append(exchange)
             return await exchange.future
         finally:
             # Cancelled by the caller, or done: either way nothing stays behind.
@@ -432,11 +438,19 @@ class Engine:
             self._start_waiting()
         elif exchange.queued:  # cancelled or timed out before its turn: rare
             exchange.queued = False
-            self._waiting.remove(exchange)
+            self._queue_for(exchange).remove(exchange)
+
+    def _queue_for(self, exchange: _Exchange) -> collections.deque[_Exchange]:
+        if exchange.state in (_State.RENEWING, _State.REBINDING):
+            return self._waiting_renewals
+        return self._waiting_new
 
     def _start_waiting(self) -> None:
-        while self._waiting and self._active < self.config.max_in_flight and not self._closed:
-            exchange = self._waiting.popleft()
+        while self._active < self.config.max_in_flight and not self._closed:
+            queue = self._waiting_new or self._waiting_renewals
+            if not queue:
+                return
+            exchange = queue.popleft()
             exchange.queued = False
             self._begin(exchange)
 

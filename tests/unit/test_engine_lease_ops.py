@@ -95,6 +95,28 @@ async def test_renew_times_out_when_only_another_server_answers() -> None:
     assert f"DHCPACK from {OTHER_SERVER_ID}" in text  # what came, though refused
 
 
+async def test_a_new_lease_goes_ahead_of_waiting_renewals() -> None:
+    # Two slots, both held by RENEWs that no server will answer (the lease's
+    # server is gone), and eight more RENEWs waiting: a docker run's acquire must
+    # take the next free slot, not wait for all of them to time out.
+    async with dhcp_pair(fast(max_in_flight=2)) as (engine, server):
+        leases = [await engine.acquire(bytes([2, 0, 0, 0, 1, i])) for i in range(10)]
+        server.become(OTHER_SERVER_ID, OTHER_SERVER_MAC)
+        renewals = [
+            asyncio.ensure_future(engine.renew(lease, timeout=0.3 + 0.01 * i))
+            for i, lease in enumerate(leases)
+        ]
+        await asyncio.sleep(0)
+        assert engine.in_flight == 10
+        fresh = await engine.acquire(MAC, timeout=2.0)
+        unfinished = sum(1 for renewal in renewals if not renewal.done())
+        results = await asyncio.gather(*renewals, return_exceptions=True)
+    assert fresh.mac == MAC
+    # It began when the first two RENEWs gave up; the other eight still waited.
+    assert unfinished >= 6
+    assert all(isinstance(result, NoAnswerError) for result in results)
+
+
 async def test_renew_nak_raises() -> None:
     async with dhcp_pair(fast(), nak_message="lease revoked") as (engine, server):
         lease = await engine.acquire(MAC)
