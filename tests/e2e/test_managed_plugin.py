@@ -1,0 +1,127 @@
+"""fastdhcp as a Docker *managed* plugin, end to end: ``scripts/build-plugin``
+makes the plugin directory (a debootstrapped Debian rootfs with fastdhcp's
+wheel, plus packaging/plugin/config.json), and a private dockerd 20.10 creates,
+enables, uses, disables and removes it, as a user would.
+
+The rootfs build is slow the first time on a machine (debootstrap, about 70 s)
+and cached after that (build-plugin's cache); the build is timed and printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker_lab
+import lab
+import lab_pytest
+import pytest
+from test_fastdhcp_docker import assert_container_matches_lease, server_leases, wait_until
+
+from fastdhcp.store import Store
+
+pytestmark = [pytest.mark.root, pytest.mark.packaging]
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_PLUGIN = ROOT / "scripts" / "build-plugin"
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The plugin directory, built once for this module."""
+    lab_pytest.require_root("the managed-plugin build", "debootstrap and chroot")
+    lab_pytest.require_binaries("the managed-plugin build", "debootstrap", "chroot", "tar")
+    out = tmp_path_factory.mktemp("plugin") / "plugin"
+    started = time.monotonic()
+    # The wheel is built by the Python running the suite (3.11, like the rootfs's).
+    lab.run(str(BUILD_PLUGIN), "--out", str(out), timeout=900,
+            env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    print(f"\nscripts/build-plugin took {time.monotonic() - started:.1f} s", file=sys.stderr)
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture
+def dnsmasq(segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Dnsmasq]:
+    with lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
+        yield server
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    # A bind-mount source must exist: runc does not create it (docs: mkdir first).
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def managed(
+    dockerd: docker_lab.Dockerd, plugin_dir: Path, state_dir: Path
+) -> Iterator[docker_lab.ManagedPlugin]:
+    """The plugin created (its state on ``state_dir``), not yet enabled. On the
+    way out, containers and networks go first (they use it), then the plugin."""
+    plugin = docker_lab.ManagedPlugin(
+        dockerd, plugin_dir, name=f"{dockerd.name}fastdhcp", settings=[f"state.source={state_dir}"]
+    )
+    try:
+        yield plugin
+    finally:
+        if plugin.created and dockerd.running:
+            dockerd.remove_objects()
+            plugin.close()
+
+
+def test_create_enable_use_disable_remove(
+    dockerd: docker_lab.Dockerd, busybox: str, segment: lab.Segment, dnsmasq: lab.Dnsmasq,
+    managed: docker_lab.ManagedPlugin, state_dir: Path,
+) -> None:  # fmt: skip
+    started = time.monotonic()
+    managed.create()
+    created = time.monotonic()
+    managed.enable()
+    enabled = time.monotonic()
+    info = managed.inspect()
+    assert info["Enabled"] is True
+    assert info["Config"]["Interface"]["Types"] == ["docker.ipamdriver/1.0"]
+    # dockerd 20.10 puts the socket in /run/docker/plugins/<id>/, not in its exec-root.
+    socket = managed.socket()
+    assert socket == docker_lab.PLUGIN_DIR / info["Id"] / "fastdhcp.sock"
+    lab.wait_for(socket.exists, 10, f"the plugin's socket {socket}")
+
+    net = dockerd.new_name("n")
+    dockerd.docker(
+        "network", "create", "-d", "macvlan", "-o", f"parent={segment.host_if}",
+        "--ipam-driver", managed.driver, "--ipam-opt", f"dhcp_interface={segment.host_if}",
+        net, timeout=60,
+    )  # fmt: skip
+    name = dockerd.new_name("c")
+    dockerd.docker("run", "-d", "--name", name, "--network", net, busybox, *docker_lab.SLEEPER,
+                   timeout=60)  # fmt: skip
+    address = assert_container_matches_lease(dockerd, name, dnsmasq, segment)
+    mac = docker_lab.container_mac(dockerd, name)
+    # The lease store is the host's directory (the settable "state" mount).
+    with Store.open(state_dir, readonly=True) as store:
+        assert {str(lease.address): lease.mac.hex(":") for _, lease in store.leases()} == {
+            address: mac
+        }
+
+    dockerd.docker("rm", "-f", name, timeout=60)
+    wait_until(lambda: mac not in server_leases(dnsmasq), "the removed container's release")
+    dockerd.docker("network", "rm", net, timeout=60)
+    used = time.monotonic()
+
+    managed.disable()
+    managed.remove()
+    managed.created = False
+    assert managed.name not in dockerd.docker("plugin", "ls", "--format", "{{.Name}}").stdout
+    assert not socket.parent.exists()
+    print(
+        f"\nplugin create {created - started:.1f} s, enable {enabled - created:.1f} s, "
+        f"network+container+release {used - enabled:.1f} s, "
+        f"disable+rm {time.monotonic() - used:.1f} s",
+        file=sys.stderr,
+    )
