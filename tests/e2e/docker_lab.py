@@ -942,7 +942,9 @@ class ManagedPlugin:
     (20.10, on Linux) bind-mounts ``/run/docker/plugins/<id>/`` at the plugin's
     ``/run/docker/plugins``, whatever ``--exec-root`` says, so a config.json
     ``"socket": "x.sock"`` is ``/run/docker/plugins/<id>/x.sock`` on the host.
-    The plugin's output goes to dockerd's log (lines with ``plugin=<id>``).
+    The plugin's output goes to dockerd's log (lines with ``plugin=<id>``). Its
+    process does not follow ``--cgroup-parent`` either: it sits in the cgroup
+    ``/<id>``, which :meth:`close` empties should dockerd be gone.
     """
 
     def __init__(
@@ -958,10 +960,12 @@ class ManagedPlugin:
         self.name = name or dockerd.new_name("plugin")
         self.settings = list(settings)
         self.created = False
+        self.plugin_id: str | None = None
 
     def create(self, timeout: float = 300.0) -> None:
         self.dockerd.docker("plugin", "create", self.name, str(self.plugin_dir), timeout=timeout)
         self.created = True
+        self.plugin_id = self.id
         if self.settings:
             self.dockerd.docker("plugin", "set", self.name, *self.settings)
 
@@ -999,11 +1003,17 @@ class ManagedPlugin:
         return PLUGIN_DIR / info["Id"] / info["Config"]["Interface"]["Socket"]
 
     def close(self) -> None:
-        if not self.created or not self.dockerd.running:
-            return
-        self.disable(force=True)
-        self.remove(force=True)
+        """Disable and remove it; if dockerd is gone (killed), kill what is left
+        of the plugin's process and remove its socket directory."""
+        if self.created and self.dockerd.running:
+            self.disable(force=True)
+            self.remove(force=True)
         self.created = False
+        if self.plugin_id:
+            _remove_cgroups(self.plugin_id)
+            runtime = PLUGIN_DIR / self.plugin_id
+            if runtime.is_dir() and not mounts_under(runtime):
+                shutil.rmtree(runtime, ignore_errors=True)
 
 
 @contextlib.contextmanager

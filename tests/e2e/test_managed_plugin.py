@@ -72,7 +72,7 @@ def managed(
     finally:
         if plugin.created and dockerd.running:
             dockerd.remove_objects()
-            plugin.close()
+        plugin.close()
 
 
 def test_create_enable_use_disable_remove(
@@ -117,6 +117,7 @@ def test_create_enable_use_disable_remove(
     managed.disable()
     managed.remove()
     managed.created = False
+    assert not docker_lab.cgroup_dirs(info["Id"])  # the plugin's process is gone
     assert managed.name not in dockerd.docker("plugin", "ls", "--format", "{{.Name}}").stdout
     assert not socket.parent.exists()
     print(
