@@ -1,7 +1,8 @@
 """fastdhcp as a Docker *managed* plugin, end to end: ``scripts/build-plugin``
 makes the plugin directory (a debootstrapped Debian rootfs with fastdhcp's
 wheel, plus packaging/plugin/config.json), and a private dockerd 20.10 creates,
-enables, uses, disables and removes it, as a user would.
+enables, uses (across a dockerd restart), disables and removes it, as a user
+would.
 
 The rootfs build is slow the first time on a machine (debootstrap, about 70 s)
 and cached after that (build-plugin's cache); the build is timed and printed."""
@@ -99,10 +100,23 @@ def test_create_enable_use_disable_remove(
         net, timeout=60,
     )  # fmt: skip
     name = dockerd.new_name("c")
-    dockerd.docker("run", "-d", "--name", name, "--network", net, busybox, *docker_lab.SLEEPER,
-                   timeout=60)  # fmt: skip
+    dockerd.docker("run", "-d", "--restart", "always", "--name", name, "--network", net, busybox,
+                   *docker_lab.SLEEPER, timeout=60)  # fmt: skip
+    assert_container_matches_lease(dockerd, name, dnsmasq, segment)
+
+    # dockerd restarts: the plugin is started again with it, before the container
+    # (which gets a new random MAC, so a new lease; the old one was released as
+    # dockerd stopped the container, the plugin still up).
+    old_mac = docker_lab.container_mac(dockerd, name)
+    dockerd.restart()
+    restarted = time.monotonic()
+    running = ("inspect", "-f", "{{.State.Running}}", name)
+    wait_until(lambda: dockerd.docker(*running).stdout.strip() == "true", "the container back")
+    assert managed.inspect()["Enabled"] is True
     address = assert_container_matches_lease(dockerd, name, dnsmasq, segment)
     mac = docker_lab.container_mac(dockerd, name)
+    if mac != old_mac:
+        wait_until(lambda: old_mac not in server_leases(dnsmasq), "the old MAC's release")
     # The lease store is the host's directory (the settable "state" mount).
     with Store.open(state_dir, readonly=True) as store:
         assert {str(lease.address): lease.mac.hex(":") for _, lease in store.leases()} == {
@@ -122,7 +136,8 @@ def test_create_enable_use_disable_remove(
     assert not socket.parent.exists()
     print(
         f"\nplugin create {created - started:.1f} s, enable {enabled - created:.1f} s, "
-        f"network+container+release {used - enabled:.1f} s, "
+        f"network+container+dockerd restart {restarted - enabled:.1f} s, "
+        f"container back+release {used - restarted:.1f} s, "
         f"disable+rm {time.monotonic() - used:.1f} s",
         file=sys.stderr,
     )
