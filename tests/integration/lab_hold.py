@@ -55,6 +55,10 @@ class Watch:
     expired_seen: int = 0  # sum over checks of leases whose stored expiry had passed
     min_margin: float = math.inf  # least time left before any stored expiry, seconds
     cpu: float = 0.0  # CPU seconds spent checking (not renewing)
+    # The most renewals completed between two checks, per second: what the keeper
+    # does when more leases are due than it can renew (the first renewals of
+    # leases taken in a burst come due in a burst).
+    peak_renewals_per_s: float = 0.0
 
 
 @dataclass
@@ -106,6 +110,7 @@ class Holder:
         self.watch = Watch()
         self._watcher: asyncio.Task[None] | None = None
         self._reader: sqlite3.Connection | None = None
+        self._last_check: tuple[float, int] | None = None  # (monotonic, renewals)
 
     async def __aenter__(self) -> Self:
         self.engine = await Engine.open(self.ifname, self.engine_config)
@@ -199,6 +204,12 @@ class Holder:
         self.watch.expired_seen += expired
         if soonest is not None:
             self.watch.min_margin = min(self.watch.min_margin, soonest - now)
+        stats, at = self.keeper.stats, time.monotonic()
+        renewals = stats.renewed + stats.rebound
+        if self._last_check is not None and at > self._last_check[0] + 0.5:
+            rate = (renewals - self._last_check[1]) / (at - self._last_check[0])
+            self.watch.peak_renewals_per_s = max(self.watch.peak_renewals_per_s, rate)
+        self._last_check = at, renewals
         self.watch.cpu += time.process_time() - cpu_before
         return int(expired)
 
