@@ -15,7 +15,11 @@ pytestmark = pytest.mark.root
 
 def fastdhcp(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fastdhcp", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "fastdhcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
