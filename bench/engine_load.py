@@ -55,13 +55,30 @@ def fresh(kea: lab.Kea) -> None:
     kea.restart(keep_leases=False)
 
 
-def run_perfdhcp(segment: lab.Segment, kea: lab.Kea, seconds: int) -> dict[str, Any]:
+def run_perfdhcp(
+    segment: lab.Segment,
+    kea: lab.Kea,
+    seconds: int,
+    *,
+    requests: int | None = None,
+    rates: tuple[int, ...] = PERFDHCP_RATES,
+) -> dict[str, Any]:
+    """perfdhcp's best rate with under 1 % lost. Each step runs ``seconds``, or
+    with ``requests``, exactly that many exchanges from as many distinct MACs
+    (``-R N -n N``: N leases taken, as fastdhcp takes them in bench/scaling.py)."""
     steps = []
     misses = 0
-    for rate in PERFDHCP_RATES:
+    for rate in rates:
         fresh(kea)
         before = children_cpu()
-        report = lab.Perfdhcp(segment).run(rate=rate, clients=rate * seconds * 2, seconds=seconds)
+        if requests is None:
+            clients, extra = rate * seconds * 2, ()
+        else:  # -p only as a backstop: -n ends the run
+            clients, extra = requests, ("-n", str(requests))
+            seconds = requests // rate + 30
+        report = lab.Perfdhcp(segment).run(
+            rate=rate, clients=clients, seconds=seconds, extra_args=extra
+        )
         cpu = children_cpu() - before
         offers = report["exchanges"]["DISCOVER-OFFER"]
         acks = report["exchanges"]["REQUEST-ACK"]

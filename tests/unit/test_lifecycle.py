@@ -185,3 +185,32 @@ async def test_an_unanswered_attempt_ends_at_the_engines_renew_timeout(tmp_path:
         server.silent = True
         await asyncio.sleep(2.5)
         assert keeper.stats.failures >= 1 and engine.in_flight == 0
+
+
+async def test_leases_due_at_once_are_renewed_a_bounded_number_at_a_time(
+    tmp_path: Path,
+) -> None:
+    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
+        keeper.config.max_working = 3
+        started: list[str] = []
+        release = asyncio.Event()
+
+        async def engine_for(pool_id: str) -> Engine:
+            started.append(pool_id)
+            await release.wait()
+            return engine
+
+        keeper._engine_for = engine_for
+        leases = [await engine.acquire(bytes((2, 0, 0, 0, 3, n))) for n in range(10)]
+        for lease in leases:
+            store.put_lease(POOL, lease)
+            keeper.track(lease.replace(bound_at=lease.bound_at - 1800), first=False)  # all due
+        await asyncio.sleep(0.2)
+        # Three are being renewed; the seven others wait in the heap, not as tasks.
+        assert len(started) == 3 and len(keeper._working) == 3 and keeper.tracked == 7
+        release.set()
+        for _ in range(50):
+            if keeper.stats.renewed == 10:
+                break
+            await asyncio.sleep(0.1)
+        assert keeper.stats.renewed == 10 and len(started) == 10 and keeper.tracked == 10
