@@ -18,6 +18,7 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -108,6 +109,8 @@ class Holder:
         self.engine_config = engine_config or EngineConfig()
         self.keeper_config = keeper_config or KeeperConfig()
         self.watch = Watch()
+        self.taken: dict[str, Lease] = {}  # address -> the lease as first taken (take())
+        self.final: dict[str, Lease] | None = None  # the store's leases at close
         self._watcher: asyncio.Task[None] | None = None
         self._reader: sqlite3.Connection | None = None
         self._last_check: tuple[float, int] | None = None  # (monotonic, renewals)
@@ -130,12 +133,18 @@ class Holder:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         await self.keeper.close()
+        self.final = self.held()
         self.engine.close()
         self.store.close()
         if self._reader is not None:
             self._reader.close()
 
-    async def acquire(self, count: int, concurrency: int = 512) -> dict[str, Any]:
+    def __str__(self) -> str:
+        return f"keeper {self.keeper.stats}, engine {self.engine.stats}, watch {self.watch}"
+
+    async def acquire(
+        self, count: int, concurrency: int = 512, *, remember: bool = False
+    ) -> dict[str, Any]:
         """Acquire ``count`` leases for fresh MACs, then record and track each.
         Only the exchanges are timed for the rate; recording is timed apart.
 
@@ -167,6 +176,8 @@ class Holder:
         for lease in leases:
             self.store.put_lease(POOL_ID, lease)
             self.keeper.track(lease)
+            if remember:  # off when measuring: RSS per held lease would count them
+                self.taken[str(lease.address)] = lease
         recorded = time.perf_counter() - started
         return {
             "peer": "fastdhcp",
@@ -179,6 +190,24 @@ class Holder:
             "retransmissions": self.engine.stats.retransmissions,
             "first_failure": failures[0] if failures else None,
         }
+
+    async def take(self, count: int) -> list[Lease]:
+        """Acquire ``count`` leases, all at once, and insist that every one came."""
+        report = await self.acquire(count, concurrency=count, remember=True)
+        assert report["leases"] == count, f"{report['first_failure']}: {self}"
+        assert len(self.taken) == count, "the server gave one address twice"
+        return list(self.taken.values())
+
+    async def wait_until(
+        self, predicate: Callable[[dict[str, Lease]], bool], what: str, timeout: float
+    ) -> float:
+        """Poll the store until ``predicate(held)``; returns the seconds it took."""
+        started = time.monotonic()
+        while not predicate(self.held()):
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}: {self}")
+            await asyncio.sleep(0.25)
+        return time.monotonic() - started
 
     def start_watch(self, interval: float = 1.0) -> None:
         """Check the store every ``interval`` seconds until the holder closes."""
@@ -227,7 +256,10 @@ class Holder:
         return self._reader
 
     def held(self) -> dict[str, Lease]:
-        """address -> lease, for every lease in the store."""
+        """address -> lease, for every lease in the store (as it was at close,
+        once closed)."""
+        if self.final is not None:
+            return self.final
         return {str(lease.address): lease for _, lease in self.store.leases()}
 
     def snapshot(self) -> Snapshot:
