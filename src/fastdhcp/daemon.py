@@ -30,6 +30,12 @@ _log = logging.getLogger(__name__)
 DEFAULT_SOCKET = Path("/run/docker/plugins/fastdhcp.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/fastdhcp")
 DRAIN_SECONDS = 30.0
+# Connections the kernel queues before serve accepts them. A unix socket whose
+# queue is full refuses connect() with EAGAIN, which Go's net package (dockerd)
+# returns as an error and asyncio mistakes for a connect in progress: so queue as
+# many as the kernel allows (net.core.somaxconn caps it), for bursts of
+# concurrent container starts while serve is busy, or just started.
+LISTEN_BACKLOG = 4096
 
 
 class DaemonError(FastDHCPError):
@@ -61,7 +67,7 @@ def claim_socket(path: Path) -> socket.socket:
         listener.bind(str(path))
     finally:
         os.umask(old_umask)
-    listener.listen(128)
+    listener.listen(LISTEN_BACKLOG)
     return listener
 
 
@@ -103,7 +109,8 @@ async def serve(
     runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)
     await runner.setup()
     listener = claim_socket(socket_path)
-    site = web.SockSite(runner, listener)
+    # aiohttp listens again with its own backlog (128 by default): pass ours.
+    site = web.SockSite(runner, listener, backlog=LISTEN_BACKLOG)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

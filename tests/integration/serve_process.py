@@ -43,6 +43,10 @@ class Serve:
         with open(self.log, "a") as out:
             out.write("=== start ===\n")
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)

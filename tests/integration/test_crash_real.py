@@ -33,19 +33,25 @@ async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[
     Returns what each caller saw: the address, or None (an error or a broken
     connection)."""
     seen: dict[str, str | None] = {}
+    before_kill: list[str] = []  # failures while serve still ran: there must be none
 
     async def one(session: aiohttp.ClientSession, mac: str) -> None:
         try:
             status, reply = await call(session, "RequestAddress", address_body(pool_id, mac))
-        except (aiohttp.ClientError, OSError):
+        except (aiohttp.ClientError, OSError) as exc:
             seen[mac] = None
+            if serve.running:
+                before_kill.append(f"{mac}: {exc!r}")
             return
+        if status != 200:
+            before_kill.append(f"{mac}: {status} {reply}")
         seen[mac] = reply["Address"].split("/")[0] if status == 200 else None
         if sum(1 for address in seen.values() if address) == KILL_AFTER:
             serve.kill()
 
     async with serve.session() as session:
         await asyncio.gather(*(one(session, mac) for mac in macs))
+    assert not before_kill, before_kill[:3]
     return seen
 
 

@@ -127,3 +127,25 @@ def test_a_corrupt_store_stops_start_up_clearly(tmp_path: Path) -> None:
     assert "fastdhcp serve:" in err and "never empties a store" in err
     assert (state / "leases.sqlite3").read_bytes() == before
     assert os.path.exists(state / "leases.sqlite3")
+
+
+def test_a_burst_of_connections_waits_in_the_queue_while_serve_is_busy(
+    daemon: tuple[Path, Path, subprocess.Popen[str]],
+) -> None:
+    # dockerd (Go) and asyncio both fail a unix connect() that finds the accept
+    # queue full (EAGAIN). Stopped, serve accepts nothing: 1,000 connects must
+    # still all be queued by the kernel, not refused.
+    sock, _, process = daemon
+    process.send_signal(signal.SIGSTOP)
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(1000):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            clients.append(client)
+            client.connect(str(sock))  # BlockingIOError here if the queue is full
+    finally:
+        process.send_signal(signal.SIGCONT)
+        for client in clients:
+            client.close()
+    assert post(sock, "/Plugin.Activate")[0] == 200
