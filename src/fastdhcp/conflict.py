@@ -2,7 +2,7 @@
 address is handed to Docker.
 
 One ``ArpProber`` drives one ARP packet socket per interface (any object with
-the engine's small ``Transport`` interface: ``RawSocket(ifname, protocol="arp")``
+the small ``transport.Transport`` interface: ``RawSocket(ifname, protocol="arp")``
 in production, a socketpair in unit tests). Any number of probes run at once on
 it: received packets are matched to probes by address, so concurrent
 RequestAddress calls share one socket. Frames are built and parsed by
@@ -34,32 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Protocol
 
 from . import arp
 from .errors import DecodeError, FastDHCPError
 from .spec import ARP_OP_REPLY, ARP_PROBE_NUM
+from .transport import Transport, ready_batches
 
 __all__ = ["ArpProber", "Conflict", "ProberStats"]
 
 _log = logging.getLogger(__name__)
-
-_MAX_RECV_BATCHES = 16  # per wake-up, so a flood of ARP cannot starve the loop
-
-
-class Transport(Protocol):
-    """What the prober needs from a packet socket (the engine's ``Transport``)."""
-
-    ifname: str
-    mac: bytes
-
-    def fileno(self) -> int: ...
-    def recv_batch(self) -> list[tuple[bytes, bool]]: ...
-    def send_batch(self, frames: Sequence[bytes]) -> int: ...
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -176,14 +161,7 @@ class ArpProber:
             self.stats.send_errors += 1
 
     def _on_readable(self) -> None:
-        for _ in range(_MAX_RECV_BATCHES):
-            try:
-                batch = self.transport.recv_batch()
-            except (OSError, FastDHCPError) as exc:
-                _log.error("receiving ARP on %s failed: %s", self.transport.ifname, exc)
-                return
-            if not batch:
-                return
+        for batch in ready_batches(self.transport, "ARP"):
             self.stats.frames_received += len(batch)
             for data, _ in batch:
                 self._on_frame(data)

@@ -20,10 +20,10 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 from . import codec
 from .errors import (
@@ -47,6 +47,7 @@ from .spec import (
     MessageType,
     Option,
 )
+from .transport import Transport, ready_batches
 
 __all__ = ["Engine", "EngineConfig", "EngineStats", "Transport", "random_mac"]
 
@@ -54,21 +55,7 @@ _log = logging.getLogger(__name__)
 
 _ANY_ADDRESS = 0
 _BROADCAST_ADDRESS = 0xFFFFFFFF
-_MAX_RECV_BATCHES = 16  # per wake-up, so one busy socket cannot starve the loop
 _SEND_BATCH = 256
-
-
-class Transport(Protocol):
-    """What the engine needs from a packet socket (``fastdhcp.rawsock.RawSocket``
-    in production, a socketpair in unit tests)."""
-
-    ifname: str
-    mac: bytes
-
-    def fileno(self) -> int: ...
-    def recv_batch(self) -> list[tuple[bytes, bool]]: ...
-    def send_batch(self, frames: Sequence[bytes]) -> int: ...
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -658,14 +645,7 @@ class Engine:
     # -- receiving -----------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        for _ in range(_MAX_RECV_BATCHES):
-            try:
-                batch = self.transport.recv_batch()
-            except (OSError, FastDHCPError) as exc:
-                _log.error("receiving on %s failed: %s", self.transport.ifname, exc)
-                return
-            if not batch:
-                return
+        for batch in ready_batches(self.transport, "DHCP"):
             self.stats.frames_received += len(batch)
             for data, checksum_pending in batch:
                 self._on_frame(data, checksum_pending)
