@@ -78,20 +78,29 @@ def assemble(source: list[_Source | str]) -> tuple[Instruction, ...]:
     )
 
 
-DHCP_CLIENT_FILTER = assemble(
-    [
+def _received_untagged(ethertype: int, name: str, *, sent: str) -> list[_Source | str]:
+    """The opening both filters share: drop what this host sent (``sent`` says
+    what that is) and VLAN-tagged frames, and keep only ``ethertype``. Every
+    jump goes to the listing's "drop" label."""
+    return [
         (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE,
          "A = the frame's packet type"),
         (BPF_JMP | BPF_JEQ | BPF_K, "drop", 0, PACKET_OUTGOING,
-         "sent by this host (our own DISCOVERs and REQUESTs): drop"),
+         f"sent by this host ({sent}): drop"),
         (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT,
          "A = 1 if the NIC stripped a VLAN tag into metadata"),
         (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", 0,
          "VLAN-tagged (offloaded tag): drop"),
         (BPF_LD | BPF_H | BPF_ABS, 0, 0, 12,
          "A = ethertype"),
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ETHERTYPE_IPV4,
-         "not IPv4 (an in-band 802.1Q tag lands here too): drop"),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ethertype,
+         f"not {name} (an in-band 802.1Q tag lands here too): drop"),
+    ]  # fmt: skip
+
+
+DHCP_CLIENT_FILTER = assemble(
+    [
+        *_received_untagged(ETHERTYPE_IPV4, "IPv4", sent="our own DISCOVERs and REQUESTs"),
         (BPF_LD | BPF_B | BPF_ABS, 0, 0, ETH_HEADER_LEN + 9,
          "A = IPv4 protocol"),
         (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", IPPROTO_UDP,
@@ -125,18 +134,7 @@ ARP_FRAME_MIN_LEN = ETH_HEADER_LEN + 28
 
 ARP_FILTER = assemble(
     [
-        (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE,
-         "A = the frame's packet type"),
-        (BPF_JMP | BPF_JEQ | BPF_K, "drop", 0, PACKET_OUTGOING,
-         "sent by this host (our own probes): drop"),
-        (BPF_LD | BPF_W | BPF_ABS, 0, 0, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT,
-         "A = 1 if the NIC stripped a VLAN tag into metadata"),
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", 0,
-         "VLAN-tagged (offloaded tag): drop"),
-        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 12,
-         "A = ethertype"),
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ETHERTYPE_ARP,
-         "not ARP (an in-band 802.1Q tag lands here too): drop"),
+        *_received_untagged(ETHERTYPE_ARP, "ARP", sent="our own probes"),
         (BPF_LD | BPF_H | BPF_ABS, 0, 0, ETH_HEADER_LEN,
          "A = ARP hardware type (ar$hrd)"),
         (BPF_JMP | BPF_JEQ | BPF_K, 0, "drop", ARP_HTYPE_ETHERNET,
