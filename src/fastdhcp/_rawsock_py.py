@@ -173,7 +173,9 @@ class RawSocket:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno == _errno.ENOBUFS:
+                if exc.errno == _errno.ENOBUFS or sent:
+                    # As sendmmsg does: an error is reported only when nothing was
+                    # sent; the caller's next call meets it on this same frame.
                     break
                 raise open_error(exc.errno or 0, self.ifname, "send()") from None
             sent += 1

@@ -3,49 +3,50 @@
 One engine drives one packet socket (any object with the small ``Transport``
 interface) and runs any number of exchanges at once, each on behalf of one MAC
 address: DISCOVER → OFFER → REQUEST → ACK (RFC 2131 §3.1), RENEWING and
-REBINDING (§4.3.2, §4.4.5), RELEASE (§4.4.6) and DECLINE (§4.4.4). Replies are
-matched to exchanges by ``xid`` and ``chaddr``; anything else is counted and
-dropped. The engine holds no byte offsets: frames are built and parsed by
-``fastdhcp.codec``.
+REBINDING (§4.3.2, §4.4.5), RELEASE (§4.4.6) and DECLINE (§4.4.4).
+
+Replies are matched to exchanges by ``xid`` and ``chaddr``. A matched reply is
+an answer only if ``exchange.RULES`` says the exchange's state takes its type
+from its server, and ``sanity`` finds its values usable; anything else is
+ignored and counted, and the exchange waits for a usable answer until its
+deadline. The engine holds no byte offsets: messages come from ``messages``,
+frames are built and parsed by ``fastdhcp.codec``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import logging
 import math
 import os
 import random
+import secrets
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Self
 
-from . import codec
+from . import codec, messages, sanity
 from .errors import (
     AddressRefusedError,
     DecodeError,
-    FastDHCPError,
     NakError,
     NoAnswerError,
     ProtocolError,
 )
+from .exchange import Exchange, Slot, State, type_name
 from .lease import Lease, timers
+from .outbox import Outbox
 from .spec import (
     BOOTREPLY,
-    BOOTREQUEST,
-    CLIENT_MAX_MESSAGE_SIZE,
     DEFAULT_PARAMETER_REQUEST_LIST,
-    FLAG_BROADCAST,
+    MAX_OPTION_CHUNK,
     RETRANSMIT_INITIAL,
     RETRANSMIT_JITTER,
     RETRANSMIT_MAX,
     MessageType,
-    Option,
 )
 from .transport import Transport, ready_batches
 
@@ -53,9 +54,13 @@ __all__ = ["Engine", "EngineConfig", "EngineStats", "Transport", "random_mac"]
 
 _log = logging.getLogger(__name__)
 
-_ANY_ADDRESS = 0
-_BROADCAST_ADDRESS = 0xFFFFFFFF
-_SEND_BATCH = 256
+# An exchange's error message stays under this many characters, whatever the
+# segment sent (the driver adds a sentence and must stay under 1 KiB).
+MAX_ERROR_CHARS = 800
+# Ethernet, IPv4 and UDP headers: a frame is this much longer than its IP MTU
+# allows for the BOOTP message.
+_FRAME_OVERHEAD = 14 + 20 + 8
+_ETHERNET_MTU = 1500
 
 
 @dataclass
@@ -83,9 +88,11 @@ class EngineConfig:
     # against Kea 2.2 on this kind of machine, 32 to 128 in flight ran at about
     # 6,000 leases/s with no loss, 512 at 1,000/s with 7 % retransmitted.
     max_in_flight: int = 64
-    # Accept offers only from this server (None: the first that answers).
+    # The one server trusted in SELECTING and REBINDING (None: any server).
     server_id: IPv4Address | None = None
     parameter_request_list: bytes = DEFAULT_PARAMETER_REQUEST_LIST
+    # Offers and ACKs with a shorter lease are refused (sanity.MIN_LEASE_TIME).
+    min_lease_time: int = sanity.MIN_LEASE_TIME
 
     def __post_init__(self) -> None:
         times = (self.retransmit_initial, self.retransmit_max, self.timeout, self.renew_timeout)
@@ -95,13 +102,17 @@ class EngineConfig:
             raise ValueError("need 0 < retransmit_initial <= retransmit_max")
         if self.timeout <= 0 or self.renew_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        for name in ("request_attempts", "max_naks", "max_in_flight"):
+        for name in ("request_attempts", "max_naks", "max_in_flight", "min_lease_time"):
             if not isinstance(getattr(self, name), int):
                 raise TypeError(f"{name} must be an int")
         if self.request_attempts < 1 or self.max_naks < 0:
             raise ValueError("request_attempts must be >= 1 and max_naks >= 0")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        if self.min_lease_time < 1:
+            raise ValueError("min_lease_time must be at least 1 s")
+        if not 0 < len(self.parameter_request_list) <= MAX_OPTION_CHUNK:
+            raise ValueError(f"parameter_request_list must hold 1 to {MAX_OPTION_CHUNK} codes")
 
     def retransmit_delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds before retransmission number ``attempt + 1`` (RFC 2131 §4.1)."""
@@ -112,70 +123,28 @@ class EngineConfig:
 
 @dataclass
 class EngineStats:
-    """Counters, for metrics and tests."""
+    """Counters, for metrics and tests. Each frame received and not taken as an
+    answer is counted once, under the first reason that applies."""
 
     frames_received: int = 0
     frames_sent: int = 0
-    malformed: int = 0  # failed to decode, or a bad option in a reply
+    malformed: int = 0  # failed to decode, a bad option, or no option 54 (RFC 2131 §4.3.1)
     not_ours: int = 0  # a request, an unknown xid, or another chaddr
     wrong_type: int = 0  # a message type the exchange's state does not expect
-    wrong_server: int = 0  # a server other than the selected or configured one
+    wrong_server: int = 0  # a server other than the one the exchange trusts
+    unusable: int = 0  # values that cannot be right (sanity), or another address
     retransmissions: int = 0
     naks: int = 0
     timeouts: int = 0
     send_errors: int = 0
 
 
-class _State(enum.Enum):
-    SELECTING = "SELECTING"  # DISCOVER sent, waiting for an OFFER
-    REQUESTING = "REQUESTING"  # REQUEST sent, waiting for ACK or NAK
-    RENEWING = "RENEWING"  # unicast REQUEST to the lease's server
-    REBINDING = "REBINDING"  # broadcast REQUEST to any server
-    PROBING = "PROBING"  # DISCOVER from a throwaway MAC; the OFFER is the answer
-
-
-_EXPECTED = {
-    _State.SELECTING: "DHCPOFFER",
-    _State.PROBING: "DHCPOFFER",
-    _State.REQUESTING: "DHCPACK",
-    _State.RENEWING: "DHCPACK",
-    _State.REBINDING: "DHCPACK",
-}
-
-
-@dataclass(eq=False)
-class _Exchange:
-    """One transaction in flight, keyed by xid in the engine's table."""
-
-    state: _State
-    mac: bytes
-    future: asyncio.Future[Any]
-    timeout: float
-    client_id: bytes | None = None
-    hostname: str | None = None
-    vendor_class: bytes | None = None
-    requested_ip: IPv4Address | None = None
-    on_request: OnRequest | None = None  # acquiring: told of each offer before it is taken
-    lease: Lease | None = None  # renewing and rebinding: the lease to extend
-    xid: int = 0
-    started: float = 0.0
-    attempt: int = 0
-    naks: int = 0
-    discover_secs: int = 0  # RFC 2131 §3.1 step 3: the REQUEST repeats it
-    request_sent_at: float = 0.0  # wall clock of the first REQUEST in this state
-    offer_address: IPv4Address | None = None
-    offer_server: IPv4Address | None = None
-    active: bool = False  # holds one of the engine's in-flight slots
-    queued: bool = False  # waits in the engine's queue for a slot
-    retransmit_handle: asyncio.TimerHandle | None = None
-    deadline_handle: asyncio.TimerHandle | None = None
-    sent: Counter[str] = field(default_factory=Counter)
-    received: Counter[str] = field(default_factory=Counter)
-
-
 # Called with (offered address, server id, server MAC) just before the REQUEST
 # that takes an offer goes out: from then on the server may commit a lease.
 OnRequest = Callable[[IPv4Address, IPv4Address, bytes], None]
+
+# Why a matched reply was ignored: (EngineStats counter, description).
+_Ignored = tuple[str, str]
 
 
 def random_mac(rng: random.Random | None = None) -> bytes:
@@ -185,11 +154,22 @@ def random_mac(rng: random.Random | None = None) -> bytes:
     return bytes(raw)
 
 
-def _type_name(kind: int) -> str:
-    try:
-        return f"DHCP{MessageType(kind).name}"
-    except ValueError:
-        return f"message type {kind}"
+def new_xid() -> int:
+    """A transaction id nobody on the segment can predict: an attacker who sees
+    a lease's broadcasts must not guess the xid of its unicast RENEW."""
+    return secrets.randbits(32)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(text: str | None, limit: int = 120) -> str | None:
+    """A server's free text (option 56), safe to log: printable, and short."""
+    if text is None:
+        return None
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return _clip(cleaned, limit)
 
 
 class Engine:
@@ -201,24 +181,23 @@ class Engine:
         config: EngineConfig | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        mtu: int = _ETHERNET_MTU,
     ) -> None:
         self.transport = transport
         self.config = config or EngineConfig()
         self.stats = EngineStats()
+        self.mtu = mtu
         self._loop = loop or asyncio.get_running_loop()
-        self._rng = random.Random()
-        self._exchanges: dict[int, _Exchange] = {}
+        self._rng = random.Random()  # retransmission jitter only: xids use new_xid()
+        self._exchanges: dict[int, Exchange] = {}
         self._active = 0
         # Exchanges waiting for a slot: new leases first, then renewals. A docker
         # run must not wait behind hundreds of RENEWs to a server that is down
         # (each may hold its slot for the whole renew timeout), and a renewal
         # that waits a little longer still has until T2, and then until expiry.
-        self._waiting_new: collections.deque[_Exchange] = collections.deque()
-        self._waiting_renewals: collections.deque[_Exchange] = collections.deque()
-        self._outbox: list[bytes] = []
-        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
-        self._flush_waiters: list[asyncio.Future[None]] = []
-        self._last_send_error: str | None = None
+        self._waiting_new: collections.deque[Exchange] = collections.deque()
+        self._waiting_renewals: collections.deque[Exchange] = collections.deque()
+        self._outbox = Outbox(transport, self._loop, self.stats)
         self._closed = False
         self._loop.add_reader(transport.fileno(), self._on_readable)
 
@@ -227,9 +206,16 @@ class Engine:
         cls, ifname: str, config: EngineConfig | None = None, *, promiscuous: bool = False
     ) -> Engine:
         """An engine on a new packet socket on ``ifname``."""
+        from . import iface
         from .rawsock import RawSocket
 
-        return cls(RawSocket(ifname, promiscuous=promiscuous), config)
+        transport = RawSocket(ifname, promiscuous=promiscuous)
+        try:
+            mtu = iface.mtu(ifname)
+        except OSError:
+            transport.close()
+            raise
+        return cls(transport, config, mtu=mtu)
 
     @property
     def in_flight(self) -> int:
@@ -245,9 +231,7 @@ class Engine:
         for exchange in [*self._exchanges.values(), *waiting]:
             self._finish(exchange, ProtocolError("the DHCP engine was closed"))
         self._loop.remove_reader(self.transport.fileno())
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._wake_flush_waiters()
+        self._outbox.close(ProtocolError("the DHCP engine was closed"))
         self.transport.close()
 
     async def __aenter__(self) -> Self:
@@ -266,14 +250,20 @@ class Engine:
         hostname: str | None = None,
         vendor_class: bytes | None = None,
         requested_ip: IPv4Address | str | None = None,
+        subnet: IPv4Network | None = None,
         timeout: float | None = None,
         on_request: OnRequest | None = None,
     ) -> Lease:
         """DISCOVER → OFFER → REQUEST → ACK for ``mac`` (RFC 2131 §3.1).
 
-        A NAK restarts from INIT. With ``requested_ip``, the DISCOVER asks for that
-        address (option 50) and an offer of any other fails with
-        AddressRefusedError. No answer by the deadline: NoAnswerError.
+        A NAK from the server whose offer was taken restarts from INIT. With
+        ``requested_ip``, the DISCOVER asks for that address (option 50) and an
+        offer of another is not taken: AddressRefusedError at once if it comes
+        from the configured ``server_id``, else at the deadline (a forger must not
+        end the exchange). With ``subnet``, an address outside it is refused. No
+        usable answer by the deadline: NoAnswerError, naming what was ignored.
+        Bad option values (a hostname that is not ASCII, an option over 255
+        bytes, a DISCOVER over the MTU): ValueError before anything is sent.
 
         ``on_request`` hears of each offer about to be taken, before its REQUEST is
         sent, so that a caller can record what the server may lease to ``mac`` even
@@ -281,13 +271,14 @@ class Engine:
         sent and the exchange fails with that error.
         """
         exchange = self._new_exchange(
-            _State.SELECTING,
+            State.SELECTING,
             mac,
             self.config.timeout if timeout is None else timeout,
             client_id=client_id,
             hostname=hostname,
             vendor_class=vendor_class,
             requested_ip=None if requested_ip is None else IPv4Address(requested_ip),
+            subnet=subnet,
             on_request=on_request,
         )
         result: Lease = await self._run(exchange)
@@ -295,58 +286,52 @@ class Engine:
 
     async def renew(self, lease: Lease, *, timeout: float | None = None) -> Lease:
         """RENEWING (RFC 2131 §4.3.2): REQUEST unicast from the lease's address to
-        its server's MAC and IP. Returns the extended lease; NakError on a NAK."""
-        return await self._extend(_State.RENEWING, lease, timeout)
+        its server's MAC and IP; only that server's answer counts. Returns the
+        extended lease; NakError on its NAK."""
+        return await self._extend(State.RENEWING, lease, timeout)
 
     async def rebind(self, lease: Lease, *, timeout: float | None = None) -> Lease:
-        """REBINDING (RFC 2131 §4.3.2): REQUEST broadcast, to any server."""
-        return await self._extend(_State.REBINDING, lease, timeout)
+        """REBINDING (RFC 2131 §4.3.2): REQUEST broadcast, to any server (only the
+        configured ``server_id`` when it is set)."""
+        return await self._extend(State.REBINDING, lease, timeout)
 
     async def release(self, lease: Lease) -> None:
-        """RELEASE (RFC 2131 §4.4.6), unicast to the server; no answer comes."""
+        """RELEASE (RFC 2131 §4.4.6), unicast to the lease's server; no answer
+        comes. Returns once the frame is sent; raises its send error."""
         self._check_open()
-        message = self._build(
-            MessageType.RELEASE,
-            xid=self._rng.getrandbits(32),
-            mac=lease.mac,
-            ciaddr=int(lease.address),
-            server=lease.server_id,
+        message = messages.release(
+            xid=new_xid(), mac=lease.mac, address=lease.address, server=lease.server_id,
             client_id=lease.client_id,
-        )
-        self._queue(
+        )  # fmt: skip
+        await self._outbox.put_and_wait(
             codec.build_frame(
                 message,
                 src_mac=lease.mac,
                 dst_mac=lease.server_mac,
-                src_ip=int(lease.address),
-                dst_ip=int(lease.server_id),
+                src_ip=lease.address,
+                dst_ip=lease.server_id,
             )
         )
-        await self._flushed()
 
     async def decline(self, lease: Lease) -> None:
         """DECLINE (RFC 2131 §4.4.4), broadcast: the address is in use by someone else."""
         self._check_open()
-        message = self._build(
-            MessageType.DECLINE,
-            xid=self._rng.getrandbits(32),
-            mac=lease.mac,
-            requested=lease.address,
-            server=lease.server_id,
+        message = messages.decline(
+            xid=new_xid(), mac=lease.mac, address=lease.address, server=lease.server_id,
             client_id=lease.client_id,
-        )
-        self._queue(codec.build_frame(message, src_mac=lease.mac))
-        await self._flushed()
+        )  # fmt: skip
+        await self._outbox.put_and_wait(codec.build_frame(message, src_mac=lease.mac))
 
     async def probe(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """DISCOVER from a throwaway MAC and report the first OFFER; never REQUEST.
+        """DISCOVER from a throwaway MAC and report the first usable OFFER (from
+        the configured ``server_id`` when set); never REQUEST.
 
         The result has ``subnet`` (CIDR), ``router``, ``server_id``, ``lease_time``,
         ``dns``, ``domain`` and ``offered`` (the address the server would give).
         """
         exchange = self._new_exchange(
-            _State.PROBING,
-            random_mac(self._rng),
+            State.PROBING,
+            random_mac(),
             self.config.timeout if timeout is None else timeout,
         )
         result: dict[str, Any] = await self._run(exchange)
@@ -358,42 +343,63 @@ class Engine:
         if self._closed:
             raise ProtocolError("the DHCP engine is closed")
 
-    def _new_exchange(self, state: _State, mac: bytes, timeout: float, **params: Any) -> _Exchange:
+    def _new_exchange(self, state: State, mac: bytes, timeout: float, **params: Any) -> Exchange:
         self._check_open()
         if len(mac) != 6:
             raise ValueError(f"a MAC address is 6 bytes, not {len(mac)}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
+        client_id = params.get("client_id")
         hostname = params.get("hostname")
-        if hostname is not None and not (
-            hostname and hostname.isascii() and hostname.isprintable()
-        ):
-            # RFC 2132 §3.14: NVT ASCII, at least one character.
-            raise ValueError(f"hostname {hostname!r} is not printable ASCII")
-        return _Exchange(state, bytes(mac), self._loop.create_future(), timeout, **params)
+        vendor_class = params.get("vendor_class")
+        messages.check_client_options(
+            client_id=client_id, hostname=hostname, vendor_class=vendor_class
+        )
+        exchange = Exchange(state, bytes(mac), self._loop.create_future(), timeout, **params)
+        if client_id is not None or hostname is not None or vendor_class is not None:
+            self._check_fits(exchange)
+        return exchange
 
-    async def _run(self, exchange: _Exchange) -> Any:
+    def _check_fits(self, exchange: Exchange) -> None:
+        """The largest message the exchange sends must fit the interface's MTU:
+        the kernel would refuse its frame, and every retransmission after it."""
+        largest = messages.request_selecting(
+            xid=0, mac=exchange.mac, secs=0, broadcast=True,
+            address=IPv4Address(0), server=IPv4Address(0),
+            client_id=exchange.client_id, hostname=exchange.hostname,
+            vendor_class=exchange.vendor_class,
+            parameters=self.config.parameter_request_list,
+        )  # fmt: skip
+        size = codec.encoded_size(largest) + _FRAME_OVERHEAD - 14
+        if size > self.mtu:
+            raise ValueError(
+                f"a DHCPREQUEST with this client identifier, host name and vendor class "
+                f"would be a {size}-byte IP packet, over the MTU of "
+                f"{self.transport.ifname} ({self.mtu} bytes)"
+            )
+
+    async def _run(self, exchange: Exchange) -> Any:
         # The deadline covers the wait for a slot too: a caller's bound is a bound.
         exchange.deadline_handle = self._loop.call_later(exchange.timeout, self._deadline, exchange)
         try:
             if self._active < self.config.max_in_flight:
                 self._begin(exchange)
             else:
-                exchange.queued = True
+                exchange.slot = Slot.WAITING
                 self._queue_for(exchange).append(exchange)
             return await exchange.future
         finally:
             # Cancelled by the caller, or done: either way nothing stays behind.
             self._forget(exchange)
 
-    def _begin(self, exchange: _Exchange) -> None:
+    def _begin(self, exchange: Exchange) -> None:
         self._active += 1
-        exchange.active = True
+        exchange.slot = Slot.ACTIVE
         exchange.started = self._loop.time()
         self._register(exchange)
         self._transmit(exchange)
 
-    async def _extend(self, state: _State, lease: Lease, timeout: float | None) -> Lease:
+    async def _extend(self, state: State, lease: Lease, timeout: float | None) -> Lease:
         exchange = self._new_exchange(
             state,
             lease.mac,
@@ -406,29 +412,29 @@ class Engine:
         result: Lease = await self._run(exchange)
         return result
 
-    def _register(self, exchange: _Exchange) -> None:
-        xid = self._rng.getrandbits(32)
+    def _register(self, exchange: Exchange) -> None:
+        xid = new_xid()
         while xid in self._exchanges:
-            xid = self._rng.getrandbits(32)
+            xid = new_xid()
         exchange.xid = xid
         self._exchanges[xid] = exchange
 
-    def _forget(self, exchange: _Exchange) -> None:
+    def _forget(self, exchange: Exchange) -> None:
         """Drop every trace of a finished (or cancelled) exchange."""
         self._forget_xid(exchange)
         if exchange.deadline_handle is not None:
             exchange.deadline_handle.cancel()
             exchange.deadline_handle = None
-        if exchange.active:
-            exchange.active = False
+        if exchange.slot is Slot.ACTIVE:
+            exchange.slot = Slot.NONE
             self._active -= 1
             self._start_waiting()
-        elif exchange.queued:  # cancelled or timed out before its turn: rare
-            exchange.queued = False
+        elif exchange.slot is Slot.WAITING:  # cancelled or timed out before its turn
+            exchange.slot = Slot.NONE
             self._queue_for(exchange).remove(exchange)
 
-    def _queue_for(self, exchange: _Exchange) -> collections.deque[_Exchange]:
-        if exchange.state in (_State.RENEWING, _State.REBINDING):
+    def _queue_for(self, exchange: Exchange) -> collections.deque[Exchange]:
+        if exchange.state in (State.RENEWING, State.REBINDING):
             return self._waiting_renewals
         return self._waiting_new
 
@@ -438,10 +444,10 @@ class Engine:
             if not queue:
                 return
             exchange = queue.popleft()
-            exchange.queued = False
+            exchange.slot = Slot.NONE
             self._begin(exchange)
 
-    def _finish(self, exchange: _Exchange, outcome: Any) -> None:
+    def _finish(self, exchange: Exchange, outcome: Any) -> None:
         self._forget(exchange)
         if exchange.future.done():
             return
@@ -450,44 +456,44 @@ class Engine:
         else:
             exchange.future.set_result(outcome)
 
-    def _restart(self, exchange: _Exchange) -> None:
+    def _restart(self, exchange: Exchange) -> None:
         """Back to INIT with a fresh xid (RFC 2131 §3.1 step 5, §4.4.1)."""
         self._forget_xid(exchange)
-        exchange.state = _State.SELECTING
+        exchange.state = State.SELECTING
         exchange.attempt = 0
         exchange.offer_address = exchange.offer_server = None
         self._register(exchange)
         self._transmit(exchange)
 
-    def _forget_xid(self, exchange: _Exchange) -> None:
+    def _forget_xid(self, exchange: Exchange) -> None:
         """Stop matching replies to the exchange's current xid, and retransmitting."""
         if self._exchanges.get(exchange.xid) is exchange:
             del self._exchanges[exchange.xid]
         self._forget_retransmit(exchange)
 
-    def _forget_retransmit(self, exchange: _Exchange) -> None:
+    def _forget_retransmit(self, exchange: Exchange) -> None:
         if exchange.retransmit_handle is not None:
             exchange.retransmit_handle.cancel()
             exchange.retransmit_handle = None
 
     # -- sending -------------------------------------------------------------------------
 
-    def _transmit(self, exchange: _Exchange) -> None:
+    def _transmit(self, exchange: Exchange) -> None:
         """Send the exchange's current message and arm its retransmission."""
-        if exchange.attempt == 0 and exchange.state not in (_State.SELECTING, _State.PROBING):
+        if exchange.attempt == 0 and exchange.state not in (State.SELECTING, State.PROBING):
             # RFC 2131 §4.4.1: a lease runs from when the request was sent.
             exchange.request_sent_at = time.time()
         frame, kind = self._frame_for(exchange)
-        exchange.sent[_type_name(kind)] += 1
-        self._queue(frame)
+        exchange.sent.add(type_name(kind))
+        self._outbox.put(frame)
         delay = self.config.retransmit_delay(exchange.attempt, self._rng)
         exchange.retransmit_handle = self._loop.call_later(delay, self._retransmit, exchange)
 
-    def _retransmit(self, exchange: _Exchange) -> None:
+    def _retransmit(self, exchange: Exchange) -> None:
         exchange.retransmit_handle = None
         exchange.attempt += 1
         self.stats.retransmissions += 1
-        if exchange.state is _State.REQUESTING and exchange.attempt >= self.config.request_attempts:
+        if exchange.state is State.REQUESTING and exchange.attempt >= self.config.request_attempts:
             _log.info(
                 "no DHCPACK for %s after %d DHCPREQUESTs; starting over",
                 exchange.mac.hex(":"),
@@ -497,150 +503,47 @@ class Engine:
             return
         self._transmit(exchange)
 
-    def _frame_for(self, exchange: _Exchange) -> tuple[bytes, int]:
+    def _frame_for(self, exchange: Exchange) -> tuple[bytes, int]:
         state = exchange.state
         secs = min(int(self._loop.time() - exchange.started), 0xFFFF)
-        if state in (_State.SELECTING, _State.PROBING):
-            kind = MessageType.DISCOVER
+        xid, mac, parameters = exchange.xid, exchange.mac, self.config.parameter_request_list
+        client_id, hostname, vendor = exchange.client_id, exchange.hostname, exchange.vendor_class
+        if state in (State.SELECTING, State.PROBING):
             exchange.discover_secs = secs
-            message = self._build(
-                kind,
-                xid=exchange.xid,
-                mac=exchange.mac,
-                secs=secs,
-                broadcast=self.config.broadcast,
-                requested=exchange.requested_ip,
-                client_id=exchange.client_id,
-                hostname=exchange.hostname,
-                vendor_class=exchange.vendor_class,
-            )
-            return codec.build_frame(message, src_mac=exchange.mac), kind
-        kind = MessageType.REQUEST
-        if state is _State.REQUESTING:
-            # RFC 2131 §4.3.2, SELECTING: option 50 and 54 name the offer taken;
-            # §3.1 step 3: 'secs' and 'xid' are the DISCOVER's.
-            message = self._build(
-                kind,
-                xid=exchange.xid,
-                mac=exchange.mac,
-                secs=exchange.discover_secs,
-                broadcast=self.config.broadcast,
-                requested=exchange.offer_address,
-                server=exchange.offer_server,
-                client_id=exchange.client_id,
-                hostname=exchange.hostname,
-                vendor_class=exchange.vendor_class,
-            )
-            return codec.build_frame(message, src_mac=exchange.mac), kind
+            message = messages.discover(
+                xid=xid, mac=mac, secs=secs, broadcast=self.config.broadcast,
+                requested=exchange.requested_ip, client_id=client_id, hostname=hostname,
+                vendor_class=vendor, parameters=parameters,
+            )  # fmt: skip
+            return codec.build_frame(message, src_mac=mac), MessageType.DISCOVER
+        if state is State.REQUESTING:
+            if exchange.offer_address is None or exchange.offer_server is None:
+                raise RuntimeError("REQUESTING without an offer")  # _on_offer sets both
+            message = messages.request_selecting(
+                xid=xid, mac=mac, secs=exchange.discover_secs, broadcast=self.config.broadcast,
+                address=exchange.offer_address, server=exchange.offer_server,
+                client_id=client_id, hostname=hostname, vendor_class=vendor,
+                parameters=parameters,
+            )  # fmt: skip
+            return codec.build_frame(message, src_mac=mac), MessageType.REQUEST
         lease = exchange.lease
         if lease is None:  # _extend sets it for RENEWING and REBINDING
             raise RuntimeError(f"{state.value} exchange without a lease")
-        # RFC 2131 §4.3.2, RENEWING and REBINDING: ciaddr is the lease's address;
-        # options 50 and 54 MUST NOT be sent.
-        message = self._build(
-            kind,
-            xid=exchange.xid,
-            mac=exchange.mac,
-            secs=secs,
-            ciaddr=int(lease.address),
-            client_id=exchange.client_id,
-            hostname=exchange.hostname,
-            vendor_class=exchange.vendor_class,
-        )
-        if state is _State.RENEWING:
-            return codec.build_frame(
+        message = messages.request_extending(
+            xid=xid, mac=mac, secs=secs, address=lease.address, client_id=client_id,
+            hostname=hostname, vendor_class=vendor, parameters=parameters,
+        )  # fmt: skip
+        if state is State.RENEWING:
+            frame = codec.build_frame(
                 message,
-                src_mac=exchange.mac,
+                src_mac=mac,
                 dst_mac=lease.server_mac,
-                src_ip=int(lease.address),
-                dst_ip=int(lease.server_id),
-            ), kind
-        return codec.build_frame(message, src_mac=exchange.mac, src_ip=int(lease.address)), kind
-
-    def _build(
-        self,
-        kind: MessageType,
-        *,
-        xid: int,
-        mac: bytes,
-        secs: int = 0,
-        broadcast: bool = False,
-        ciaddr: int = _ANY_ADDRESS,
-        requested: IPv4Address | None = None,
-        server: IPv4Address | None = None,
-        client_id: bytes | None = None,
-        hostname: str | None = None,
-        vendor_class: bytes | None = None,
-    ) -> codec.Message:
-        options: dict[int, bytes] = {Option.MESSAGE_TYPE: bytes((kind,))}
-        if requested is not None:
-            options[Option.REQUESTED_ADDRESS] = requested.packed
-        if server is not None:
-            options[Option.SERVER_ID] = server.packed
-        if client_id is not None:
-            options[Option.CLIENT_ID] = client_id
-        if kind in (MessageType.DISCOVER, MessageType.REQUEST):
-            if hostname is not None:
-                options[Option.HOST_NAME] = hostname.encode("ascii")
-            if vendor_class is not None:
-                options[Option.VENDOR_CLASS] = vendor_class
-            options[Option.PARAMETER_REQUEST_LIST] = self.config.parameter_request_list
-            options[Option.MAX_MESSAGE_SIZE] = CLIENT_MAX_MESSAGE_SIZE.to_bytes(2, "big")
-        return codec.Message(
-            op=BOOTREQUEST,
-            xid=xid,
-            secs=secs,
-            flags=FLAG_BROADCAST if broadcast else 0,
-            ciaddr=ciaddr,
-            chaddr=mac,
-            options=options,
-        )
-
-    def _queue(self, frame: bytes) -> None:
-        # Frames queued in one loop iteration leave together (sendmmsg).
-        self._outbox.append(frame)
-        if self._flush_handle is None and not self._closed:
-            self._flush_handle = self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        while self._outbox and not self._closed:
-            batch = self._outbox[:_SEND_BATCH]
-            try:
-                sent = self.transport.send_batch(batch)
-            except (OSError, FastDHCPError) as exc:
-                # Exchanges time out, and their error quotes this; a RELEASE or
-                # DECLINE waiting for the flush gets it at once.
-                self.stats.send_errors += len(self._outbox)
-                self._last_send_error = str(exc)
-                _log.error("sending on %s failed: %s", self.transport.ifname, exc)
-                self._outbox.clear()
-                self._wake_flush_waiters(exc)
-                return
-            self.stats.frames_sent += sent
-            del self._outbox[:sent]
-            if sent < len(batch):
-                # The kernel's queue is full: try again in a moment.
-                self._flush_handle = self._loop.call_later(0.001, self._flush)
-                return
-        self._wake_flush_waiters()
-
-    async def _flushed(self) -> None:
-        if not self._outbox:
-            return
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._flush_waiters.append(waiter)
-        await waiter
-
-    def _wake_flush_waiters(self, error: BaseException | None = None) -> None:
-        waiters, self._flush_waiters = self._flush_waiters, []
-        for waiter in waiters:
-            if waiter.done():
-                continue
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
+                src_ip=lease.address,
+                dst_ip=lease.server_id,
+            )
+        else:
+            frame = codec.build_frame(message, src_mac=mac, src_ip=lease.address)
+        return frame, MessageType.REQUEST
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -662,105 +565,89 @@ class Engine:
             self.stats.not_ours += 1
             return
         try:
-            kind = message.message_type
-            server = message.server_id
-        except DecodeError:
-            self.stats.malformed += 1
-            return
-        if kind is None:
-            self.stats.malformed += 1  # BOOTP, not DHCP
-            return
-        exchange.received[f"{_type_name(kind)} from {server}"] += 1
-        try:
-            self._dispatch(exchange, kind, server, message, frame.src_mac)
+            ignored = self._judge(exchange, message, frame.src_mac)
         except DecodeError as exc:
-            # A reply meant for this exchange, with an option we cannot use.
-            self.stats.malformed += 1
-            self._finish(
-                exchange,
-                ProtocolError(
-                    f"server {server} sent {exchange.mac.hex(':')} a malformed "
-                    f"{_type_name(kind)}: {exc}"
-                ),
-            )
+            # A reply meant for this exchange, with an option that does not decode.
+            ignored = ("malformed", f"a reply with a malformed {exc.field}: {_clip(str(exc), 100)}")
+        if ignored is not None:
+            counter, why = ignored
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+            exchange.ignored.add(why)
 
-    def _dispatch(
-        self,
-        exchange: _Exchange,
-        kind: int,
-        server: IPv4Address | None,
-        message: codec.Message,
-        server_mac: bytes,
-    ) -> None:
-        state = exchange.state
-        if state in (_State.SELECTING, _State.PROBING):
-            if kind != MessageType.OFFER:
-                self.stats.wrong_type += 1
-                return
-            if server is None or int(message.yiaddr) == 0:
-                self.stats.malformed += 1  # RFC 2131 §4.3.1: an OFFER names both
-                return
-            if self.config.server_id is not None and server != self.config.server_id:
-                self.stats.wrong_server += 1
-                return
-            if state is _State.PROBING:
-                self._finish(exchange, _offer_report(message, server))
-            else:
-                self._take_offer(exchange, message, server, server_mac)
-            return
-
-        if kind not in (MessageType.ACK, MessageType.NAK):
-            self.stats.wrong_type += 1
-            return
-        expected_server = {
-            _State.REQUESTING: exchange.offer_server,
-            _State.RENEWING: exchange.lease.server_id if exchange.lease else None,
-            _State.REBINDING: None,  # any server may answer a broadcast REBIND
-        }[state]
-        if expected_server is not None and server is not None and server != expected_server:
-            self.stats.wrong_server += 1
-            return
+    def _judge(
+        self, exchange: Exchange, message: codec.Message, server_mac: bytes
+    ) -> _Ignored | None:
+        """Take a matched reply as the exchange's answer, or say why not."""
+        kind = message.message_type
+        if kind is None:
+            return "malformed", "a BOOTP reply (no option 53)"
+        name = type_name(kind)
+        rule = exchange.rule
+        if kind not in rule.replies:
+            return "wrong_type", f"{name} ({exchange.state.value} waits for {rule.waits_for})"
+        server = message.server_id
+        if server is None:
+            return "malformed", f"{name} without a server identifier (RFC 2131 §4.3.1)"
+        trusted = exchange.trusted_server(self.config.server_id)
+        if trusted is not None and server != trusted:
+            return "wrong_server", f"{name} from {server} (only {trusted} is trusted)"
+        if kind == MessageType.OFFER:
+            return self._on_offer(exchange, message, server, server_mac)
         if kind == MessageType.NAK:
             self._on_nak(exchange, server, message)
-            return
-        self._on_ack(exchange, server, message, server_mac)
+            return None
+        return self._on_ack(exchange, message, server, server_mac)
 
-    def _take_offer(
-        self, exchange: _Exchange, offer: codec.Message, server: IPv4Address, server_mac: bytes
-    ) -> None:
+    def _on_offer(
+        self, exchange: Exchange, offer: codec.Message, server: IPv4Address, server_mac: bytes
+    ) -> _Ignored | None:
         offered = offer.yiaddr
-        if exchange.requested_ip is not None and offered != exchange.requested_ip:
-            self._finish(
-                exchange,
-                AddressRefusedError(
-                    f"{exchange.mac.hex(':')} asked for {exchange.requested_ip}, but server "
-                    f"{server} offered {offered}"
-                ),
-            )
-            return
+        problem = sanity.addressing_problem(offer, server, exchange.subnet)
+        if problem is None and offer.lease_time is not None:
+            problem = sanity.lease_time_problem(offer.lease_time, self.config.min_lease_time)
+        if problem is not None:
+            return "unusable", f"DHCPOFFER of {offered} from {server}: {problem}"
+        exchange.answers.add(f"DHCPOFFER from {server}")
+        if exchange.state is State.PROBING:
+            self._finish(exchange, _offer_report(offer, server))
+            return None
+        wanted = exchange.requested_ip
+        if wanted is not None and offered != wanted:
+            if self.config.server_id is not None:
+                # The one server trusted has said no: its word is final.
+                self._finish(
+                    exchange,
+                    AddressRefusedError(
+                        f"{exchange.mac.hex(':')} asked for {wanted}, but server {server} "
+                        f"offered {offered}"
+                    ),
+                )
+                return None
+            exchange.refused_other_address = True
+            return "unusable", f"DHCPOFFER of {offered} from {server}, not the requested {wanted}"
         if exchange.on_request is not None:
             try:
                 exchange.on_request(offered, server, server_mac)
             except Exception as exc:  # noqa: BLE001 - any failure to record: do not REQUEST
                 self._finish(exchange, exc)
-                return
+                return None
         self._forget_retransmit(exchange)
-        exchange.state = _State.REQUESTING
+        exchange.state = State.REQUESTING
         exchange.attempt = 0
         exchange.offer_address = offered
         exchange.offer_server = server
         self._transmit(exchange)
+        return None
 
-    def _on_nak(
-        self, exchange: _Exchange, server: IPv4Address | None, message: codec.Message
-    ) -> None:
+    def _on_nak(self, exchange: Exchange, server: IPv4Address, message: codec.Message) -> None:
         self.stats.naks += 1
+        exchange.answers.add(f"DHCPNAK from {server}")
         try:
-            why = message.message
+            why = _printable(message.message)
         except DecodeError:
             why = None
         detail = f" ({why})" if why else ""
-        if exchange.state is _State.REQUESTING and exchange.naks < self.config.max_naks:
+        if exchange.state is State.REQUESTING and exchange.naks < self.config.max_naks:
             exchange.naks += 1
             _log.info(
                 "DHCPNAK for %s from %s%s; starting over", exchange.mac.hex(":"), server, detail
@@ -773,41 +660,30 @@ class Engine:
             NakError(
                 f"server {server} refused {subject} for {exchange.mac.hex(':')} "
                 f"with DHCPNAK{detail}",
-                server_id=None if server is None else str(server),
+                server_id=str(server),
                 server_message=why,
             ),
         )
 
     def _on_ack(
-        self,
-        exchange: _Exchange,
-        server: IPv4Address | None,
-        ack: codec.Message,
-        server_mac: bytes,
-    ) -> None:
-        lease_time = ack.lease_time
-        if lease_time is None:
-            raise DecodeError(
-                "no lease time (RFC 2131 §4.3.1 requires option 51 in a DHCPACK)",
-                offset=None,
-                field="option 51",
-            )
+        self, exchange: Exchange, ack: codec.Message, server: IPv4Address, server_mac: bytes
+    ) -> _Ignored | None:
         previous = exchange.lease
         expected = previous.address if previous is not None else exchange.offer_address
         if ack.yiaddr != expected:
-            what = "renewal" if previous is not None else "request"
-            self._finish(
-                exchange,
-                ProtocolError(
-                    f"server {server} answered the {what} of {expected} for "
-                    f"{exchange.mac.hex(':')} with another address, {ack.yiaddr}"
-                ),
-            )
-            return
-        if server is None:
-            server = previous.server_id if previous else exchange.offer_server
-        if server is None:
-            raise DecodeError("no server identifier", offset=None, field="option 54")
+            what = "renewed" if previous is not None else "requested"
+            return "unusable", f"DHCPACK of {ack.yiaddr} from {server}, not the {what} {expected}"
+        lease_time = ack.lease_time
+        if lease_time is None:
+            return "malformed", f"DHCPACK from {server} without a lease time (RFC 2131 §4.3.1)"
+        subnet = exchange.subnet
+        if subnet is None and previous is not None:
+            subnet = previous.network
+        problem = sanity.addressing_problem(ack, server, subnet)
+        if problem is None:
+            problem = sanity.lease_time_problem(lease_time, self.config.min_lease_time)
+        if problem is not None:
+            return "unusable", f"DHCPACK of {ack.yiaddr} from {server}: {problem}"
         t1, t2 = timers(lease_time, ack.renewal_time, ack.rebinding_time)
         routers = ack.routers or ()
         lease = Lease(
@@ -829,27 +705,31 @@ class Engine:
             routes=ack.classless_static_routes or (),
         )
         self._finish(exchange, lease)
+        return None
 
     # -- the deadline -----------------------------------------------------------------
 
-    def _deadline(self, exchange: _Exchange) -> None:
+    def _deadline(self, exchange: Exchange) -> None:
         exchange.deadline_handle = None
         self.stats.timeouts += 1
-        sent = ", ".join(f"{count} {name}" for name, count in exchange.sent.items())
-        got = ", ".join(f"{count} {name}" for name, count in exchange.received.items())
-        subject = (
-            f"renewal of {exchange.lease.address} for {exchange.mac.hex(':')}"
-            if exchange.lease
-            else exchange.mac.hex(":")
+        usable = "usable " if exchange.ignored else ""
+        text = (
+            f"no {usable}{exchange.rule.waits_for} for {exchange.subject()} on "
+            f"{self.transport.ifname} within {exchange.timeout:g} s: sent {exchange.sent}"
         )
-        message = (
-            f"no {_EXPECTED[exchange.state]} for {subject} on {self.transport.ifname} "
-            f"within {exchange.timeout:g} s: sent {sent or 'nothing'}; "
-            f"received {got or 'nothing'}"
-        )
-        if self._last_send_error:
-            message += f"; last send error: {self._last_send_error}"
-        self._finish(exchange, NoAnswerError(message))
+        if exchange.answers:
+            text += f"; answered by {exchange.answers}"
+        if exchange.ignored:
+            text += f"; ignored {exchange.ignored}"
+        elif not exchange.answers:
+            text += "; received nothing"
+        if self._outbox.last_error:
+            text += f"; last send error: {self._outbox.last_error}"
+        text = _clip(text, MAX_ERROR_CHARS)
+        if exchange.refused_other_address:
+            self._finish(exchange, AddressRefusedError(text))
+        else:
+            self._finish(exchange, NoAnswerError(text))
 
 
 def _offer_report(offer: codec.Message, server: IPv4Address) -> dict[str, Any]:

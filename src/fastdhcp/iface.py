@@ -18,6 +18,7 @@ from .errors import InterfaceError
 # linux/sockios.h and linux/if.h
 SIOCGIFFLAGS = 0x8913
 SIOCGIFHWADDR = 0x8927
+SIOCGIFMTU = 0x8921
 IFF_UP = 0x1
 IFNAMSIZ = 16
 
@@ -52,6 +53,18 @@ def lookup(name: str) -> Interface:
                 exc.errno, f"cannot read interface {name}: {exc.strerror}"
             ) from None
     return Interface(name=name, index=index, mac=bytes(hwaddr), up=bool(flags & IFF_UP))
+
+
+def mtu(name: str) -> int:
+    """The interface's MTU: the largest IP packet it sends (SIOCGIFMTU)."""
+    lookup(name)  # the same clear errors for a bad or absent name
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            return int(struct.unpack_from("i", _ifreq(sock, SIOCGIFMTU, name), 16)[0])
+        except OSError as exc:
+            raise InterfaceError(
+                exc.errno, f"cannot read the MTU of {name}: {exc.strerror}"
+            ) from None
 
 
 def require_up(name: str) -> Interface:

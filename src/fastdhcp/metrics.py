@@ -58,6 +58,7 @@ _DROPPED = {  # EngineStats field -> reason label
     "not_ours": "not_ours",
     "wrong_type": "wrong_type",
     "wrong_server": "wrong_server",
+    "unusable": "unusable",
 }
 
 
@@ -145,7 +146,8 @@ class _StateCollector(Collector):
             ),
             "dropped": CounterMetricFamily(
                 "fastdhcp_packets_dropped",
-                "Frames received and dropped, by reason (not_ours: another client's)",
+                "Frames received and dropped, by reason (not_ours: another client's;"
+                " the rest were ignored replies to our exchanges)",
                 labels=["interface", "reason"],
             ),
             "retransmissions": CounterMetricFamily(

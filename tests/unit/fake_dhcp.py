@@ -51,6 +51,25 @@ BOGUS_COUNTER = {
     "bad_ip_checksum": "malformed",
     "truncated": "malformed",
     "garbage": "malformed",
+    # RFC 2131 §4.3.1: option 54 is mandatory in an OFFER, ACK or NAK.
+    "no_server_id": "malformed",
+    "bad_mask": "malformed",  # 255.0.255.0: not contiguous
+    # Values no server can mean (fastdhcp.sanity): ignored as unusable.
+    "zero_address": "unusable",
+    "network_address": "unusable",
+    "broadcast_address": "unusable",
+    "router_address": "unusable",
+    "mask_32": "unusable",
+    "mask_7": "unusable",
+    "router_outside": "unusable",
+    "lease_zero": "unusable",
+    "lease_one": "unusable",
+}
+
+# Forged NAKs, sent just before a genuine ACK: what each does in REQUESTING.
+FORGED_NAK_COUNTER = {
+    "nak_no_server_id": "malformed",
+    "nak_wrong_server": "wrong_server",
 }
 
 
@@ -65,6 +84,9 @@ class SocketPairTransport:
         self.closed = False
         self.frames_sent = 0
         self.send_error: OSError | None = None  # set to make every send_batch() raise it
+        # Frames the "kernel" refuses one by one, as sendmmsg does an oversized
+        # frame: an error if it is the first of a batch, else a short count.
+        self.refuse: Callable[[bytes], bool] = lambda frame: False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -84,6 +106,10 @@ class SocketPairTransport:
             raise self.send_error
         sent = 0
         for frame in frames:
+            if self.refuse(frame):
+                if sent:
+                    break
+                raise OSError(90, "Message too long")  # EMSGSIZE
             try:
                 self.sock.send(frame)
             except (BlockingIOError, InterruptedError):
@@ -343,7 +369,11 @@ class FakeServer:
             return MessageType.NAK, IPv4Address(0)
         if server is not None:  # SELECTING: options 50 and 54 name our offer
             wanted = request.requested_ip
-            ok = wanted is not None and self.offers.get(chaddr) == wanted
+            # A retransmitted REQUEST for what is already bound is ACKed again.
+            ok = wanted is not None and wanted in (
+                self.offers.get(chaddr),
+                self.bindings.get(chaddr),
+            )
         elif int(request.ciaddr):  # RENEWING / REBINDING: ciaddr is the lease
             wanted = IPv4Address(request.ciaddr)
             ok = self.bindings.get(chaddr) == wanted
@@ -429,6 +459,31 @@ class FakeServer:
             options[Option.SERVER_ID] = ROGUE_SERVER_ID.packed
         elif bogus == "no_type":
             del options[Option.MESSAGE_TYPE]
+        elif bogus in ("no_server_id", "nak_no_server_id"):
+            del options[Option.SERVER_ID]
+        elif bogus == "bad_mask":
+            options[Option.SUBNET_MASK] = bytes((255, 0, 255, 0))
+        elif bogus == "zero_address":
+            changed["yiaddr"] = IPv4Address(0)
+        elif bogus == "network_address":
+            changed["yiaddr"] = self.network.network_address
+        elif bogus == "broadcast_address":
+            changed["yiaddr"] = self.network.broadcast_address
+        elif bogus == "router_address":
+            changed["yiaddr"] = self.router
+        elif bogus == "mask_32":
+            options[Option.SUBNET_MASK] = b"\xff\xff\xff\xff"
+        elif bogus == "mask_7":
+            options[Option.SUBNET_MASK] = bytes((254, 0, 0, 0))
+        elif bogus == "router_outside":
+            options[Option.ROUTER] = IPv4Address("192.0.2.1").packed
+        elif bogus in ("lease_zero", "lease_one"):
+            options[Option.LEASE_TIME] = (0 if bogus == "lease_zero" else 1).to_bytes(4, "big")
+        if bogus.startswith("nak_"):
+            options[Option.MESSAGE_TYPE] = bytes((MessageType.NAK,))
+            options[Option.MESSAGE] = b"forged"
+            if bogus == "nak_wrong_server":
+                options[Option.SERVER_ID] = ROGUE_SERVER_ID.packed
         changed["options"] = options
         return changed
 

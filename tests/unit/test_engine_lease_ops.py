@@ -21,7 +21,7 @@ from fake_dhcp import (
 )
 
 from fastdhcp.engine import EngineConfig
-from fastdhcp.errors import NakError, NoAnswerError, ProtocolError
+from fastdhcp.errors import NakError, NoAnswerError
 from fastdhcp.lease import Lease
 from fastdhcp.spec import MessageType, Option
 
@@ -131,15 +131,17 @@ async def test_renew_nak_raises() -> None:
     assert str(lease.address) in str(info.value)
 
 
-async def test_renew_ack_for_another_address_is_a_protocol_error() -> None:
-    async with dhcp_pair(fast()) as (engine, server):
+async def test_renew_ack_for_another_address_is_ignored_and_named() -> None:
+    async with dhcp_pair(fast(renew_timeout=0.5)) as (engine, server):
         lease = await engine.acquire(MAC)
         server.ack_address = IPv4Address("10.0.0.200")
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(NoAnswerError) as info:
             await engine.renew(lease)
         assert engine.in_flight == 0
-    assert type(info.value) is ProtocolError
-    assert str(lease.address) in str(info.value) and "10.0.0.200" in str(info.value)
+        assert engine.stats.unusable == len(server.seen(REQUEST)) - 1
+    assert f"DHCPACK of 10.0.0.200 from {SERVER_ID}, not the renewed {lease.address}" in str(
+        info.value
+    )
 
 
 async def test_renew_is_retransmitted() -> None:
@@ -269,3 +271,21 @@ async def test_probe_times_out() -> None:
             await engine.probe(timeout=0.1)
         assert engine.in_flight == 0
     assert "no DHCPOFFER" in str(info.value)
+
+
+async def test_a_refused_frame_costs_only_itself() -> None:
+    # The kernel refuses one frame (too big for the MTU, say): the frames queued
+    # beside it in the same batch still leave, and only its sender hears of it.
+    async with dhcp_pair(fast()) as (engine, server):
+        leases = [await engine.acquire(bytes((2, 0, 0, 0, 9, n))) for n in range(3)]
+        doomed = leases[1].mac
+        engine.transport.refuse = lambda frame: frame[6:12] == doomed  # type: ignore[attr-defined]
+        results = await asyncio.gather(
+            *(engine.release(lease) for lease in leases), return_exceptions=True
+        )
+        await server.wait_for(lambda: len(server.seen(MessageType.RELEASE)) == 2)
+        assert engine.stats.send_errors == 1
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], OSError) and "too long" in str(results[1])
+    released = {seen.chaddr for seen in server.seen(MessageType.RELEASE)}
+    assert released == {leases[0].mac, leases[2].mac}

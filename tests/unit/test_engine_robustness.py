@@ -4,7 +4,6 @@ servers, with cancellation and with close()."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from fake_dhcp import BOGUS_COUNTER, SERVER_ID, dhcp_pair, pending_timers
@@ -19,7 +18,7 @@ MAC = bytes.fromhex("020000000003")
 DISCOVER, OFFER, REQUEST, ACK = (
     MessageType.DISCOVER, MessageType.OFFER, MessageType.REQUEST, MessageType.ACK,
 )  # fmt: skip
-COUNTERS = ("malformed", "not_ours", "wrong_type", "wrong_server")
+COUNTERS = ("malformed", "not_ours", "wrong_type", "wrong_server", "unusable")
 
 
 FAST = {"retransmit_initial": 0.05, "retransmit_max": 0.4, "timeout": 3.0, "renew_timeout": 3.0}
@@ -95,41 +94,45 @@ async def test_replies_to_other_exchanges_do_not_cross() -> None:
     assert first.address != second.address
 
 
-# -- broken servers: fail fast, with the reason ---------------------------------------------
+# -- broken servers: their replies are ignored, and the deadline says why -----------------
+# A reply that cannot be right must not end the exchange: a forger on the segment
+# could otherwise end every acquisition by answering first with nonsense.
 
 
-async def test_malformed_router_in_ack_fails_with_protocol_error() -> None:
-    async with dhcp_pair(fast(timeout=5.0), malformed_router=True) as (engine, server):
-        started = time.monotonic()
-        with pytest.raises(ProtocolError) as info:
+async def test_malformed_router_in_ack_is_ignored_and_named_at_the_deadline() -> None:
+    async with dhcp_pair(fast(timeout=1.0), malformed_router=True) as (engine, server):
+        with pytest.raises(NoAnswerError) as info:
             await engine.acquire(MAC)
-        assert time.monotonic() - started < 1.0  # failed on the ACK, not at the deadline
         assert engine.in_flight == 0 and pending_timers(engine) == []
-        assert engine.stats.malformed == 1
-    assert not isinstance(info.value, NoAnswerError)
+        assert engine.stats.malformed == len(server.seen(REQUEST)) > 1  # it kept asking
     text = str(info.value)
-    assert f"server {SERVER_ID}" in text and "DHCPACK" in text and "option 3" in text
+    assert "no usable DHCPACK" in text and "malformed option 3" in text
     assert MAC.hex(":") in text
-    assert len(server.seen(REQUEST)) == 1
 
 
-async def test_ack_without_lease_time_fails_with_protocol_error() -> None:
+async def test_ack_without_lease_time_is_ignored_and_named_at_the_deadline() -> None:
     # RFC 2131 §4.3.1 table 3: a DHCPACK MUST carry option 51.
-    async with dhcp_pair(fast(timeout=5.0), lease_time=None) as (engine, _server):
-        with pytest.raises(ProtocolError) as info:
+    async with dhcp_pair(fast(timeout=1.0), lease_time=None) as (engine, _server):
+        with pytest.raises(NoAnswerError) as info:
             await engine.acquire(MAC)
         assert engine.in_flight == 0
-    assert not isinstance(info.value, NoAnswerError)
-    assert "option 51" in str(info.value) and str(SERVER_ID) in str(info.value)
+    assert "without a lease time" in str(info.value) and str(SERVER_ID) in str(info.value)
 
 
-async def test_renew_ack_without_lease_time_fails_with_protocol_error() -> None:
-    async with dhcp_pair(fast()) as (engine, server):
+async def test_renew_ack_without_lease_time_is_ignored() -> None:
+    async with dhcp_pair(fast(renew_timeout=0.5)) as (engine, server):
         lease = await engine.acquire(MAC)
         server.lease_time = None
-        with pytest.raises(ProtocolError, match="option 51"):
+        with pytest.raises(NoAnswerError, match="without a lease time"):
             await engine.renew(lease)
         assert engine.in_flight == 0
+
+
+async def test_a_usable_ack_after_an_unusable_one_is_taken() -> None:
+    async with dhcp_pair(fast(), bogus={ACK: ["lease_zero", "mask_32"]}) as (engine, _server):
+        lease = await engine.acquire(MAC)
+        assert engine.stats.unusable == 2 and engine.stats.retransmissions == 0
+    assert lease.lease_time == 3600 and lease.prefix_len == 24
 
 
 # -- cancellation ---------------------------------------------------------------------

@@ -24,7 +24,9 @@ from fastdhcp.store import PoolRecord, Store
 
 pytestmark = pytest.mark.asyncio
 
-FAST = EngineConfig(retransmit_initial=0.05, retransmit_max=0.2, timeout=0.6, renew_timeout=0.6)
+FAST = EngineConfig(
+    retransmit_initial=0.05, retransmit_max=0.2, timeout=0.6, renew_timeout=0.6, min_lease_time=1
+)
 POOL = "pool-1"
 MAC = bytes.fromhex("02420a000001")
 

@@ -83,7 +83,7 @@ def test_leases_and_packets_are_read_at_scrape_time(tmp_path: Path) -> None:
         bound_at=now - 60))  # fmt: skip
     store.put_pending(PendingRequest("pool-1", bytes.fromhex("02420a000007"),
                                      IPv4Address("10.0.0.7"), IPv4Address("10.0.0.2"), MAC))  # fmt: skip
-    stats = EngineStats(frames_received=7, frames_sent=5, not_ours=2)
+    stats = EngineStats(frames_received=7, frames_sent=5, not_ours=2, wrong_server=3, unusable=4)
     metrics = Metrics()
     metrics.watch(lambda: store.lease_counts(time.time()), lambda: {"eth0": stats})
     assert metrics.value("fastdhcp_leases", pool="pool-1", state="bound") == 1
@@ -91,6 +91,11 @@ def test_leases_and_packets_are_read_at_scrape_time(tmp_path: Path) -> None:
     assert metrics.value("fastdhcp_leases", pool="pool-1", state="requesting") == 1
     assert metrics.value("fastdhcp_packets_received_total", interface="eth0") == 7
     assert metrics.value("fastdhcp_packets_dropped_total", interface="eth0", reason="not_ours") == 2
+    for reason, count in (("wrong_server", 3), ("unusable", 4), ("malformed", 0)):
+        assert (
+            metrics.value("fastdhcp_packets_dropped_total", interface="eth0", reason=reason)
+            == count
+        )
     stats.frames_received += 1  # live: the next scrape sees it
     assert metrics.value("fastdhcp_packets_received_total", interface="eth0") == 8
     metrics.unwatch()
