@@ -218,6 +218,12 @@ cdef object _cursor_error(OptionCursor *c):
 
 # -- messages -----------------------------------------------------------------------
 
+cdef object _unbuilt(str what):
+    # The same words as _codec_py's, for the same misuse.
+    how = "Message(...) or decode()" if what == "Message" else "decode_frame()"
+    return TypeError(f"this {what} was never built: make one with {how}")
+
+
 cdef class _MessageCore:
     """Storage for a message. ``Message`` adds the shared typed accessors."""
 
@@ -255,31 +261,62 @@ cdef class _MessageCore:
         self._optdict = coerce_options(options)
         self._options = MappingProxyType(self._optdict)
 
+    cdef inline int _built(self) except -1:
+        # Built by __init__ (_optdict set) or by decode (_buf set). Anything else
+        # is Message.__new__(Message) without either: its lazy fields would read
+        # through a NULL buffer, so every read refuses instead.
+        if self._buf is None and self._optdict is None:
+            raise _unbuilt("Message")
+        return 0
+
     @property
-    def op(self): return self._op
+    def op(self):
+        self._built()
+        return self._op
     @property
-    def htype(self): return self._htype
+    def htype(self):
+        self._built()
+        return self._htype
     @property
-    def hlen(self): return self._hlen
+    def hlen(self):
+        self._built()
+        return self._hlen
     @property
-    def hops(self): return self._hops
+    def hops(self):
+        self._built()
+        return self._hops
     @property
-    def xid(self): return self._xid
+    def xid(self):
+        self._built()
+        return self._xid
     @property
-    def secs(self): return self._secs
+    def secs(self):
+        self._built()
+        return self._secs
     @property
-    def flags(self): return self._flags
+    def flags(self):
+        self._built()
+        return self._flags
     @property
-    def ciaddr(self): return IPv4Address(self._ciaddr)
+    def ciaddr(self):
+        self._built()
+        return IPv4Address(self._ciaddr)
     @property
-    def yiaddr(self): return IPv4Address(self._yiaddr)
+    def yiaddr(self):
+        self._built()
+        return IPv4Address(self._yiaddr)
     @property
-    def siaddr(self): return IPv4Address(self._siaddr)
+    def siaddr(self):
+        self._built()
+        return IPv4Address(self._siaddr)
     @property
-    def giaddr(self): return IPv4Address(self._giaddr)
+    def giaddr(self):
+        self._built()
+        return IPv4Address(self._giaddr)
 
     @property
     def chaddr(self):
+        self._built()
         if self._chaddr is None:
             self._chaddr = PyBytes_FromStringAndSize(
                 PyBytes_AS_STRING(self._buf) + self._start + OFF_CHADDR, self._hlen)
@@ -287,12 +324,14 @@ cdef class _MessageCore:
 
     @property
     def sname(self):
+        self._built()
         if self._sname is None:
             self._sname = b"" if self._overload & 2 else self._name(OFF_SNAME, SNAME_LEN)
         return self._sname
 
     @property
     def file(self):
+        self._built()
         if self._file is None:
             self._file = b"" if self._overload & 1 else self._name(OFF_FILE, FILE_LEN)
         return self._file
@@ -307,6 +346,7 @@ cdef class _MessageCore:
     def options(self):
         """Option code -> raw value bytes, in wire order (RFC 3396 concatenated)."""
         if self._options is None:
+            self._built()
             self._materialise()
         return self._options
 
@@ -348,6 +388,7 @@ cdef class _MessageCore:
         cdef list parts = None
         if self._optdict is not None:
             return self._optdict.get(code)
+        self._built()
         p = PyBytes_AS_STRING(self._buf)
         _cursor_init(&c, <const uint8_t *>p, self._start, self._end, self._overload)
         while _cursor_next(&c, &found_code, &value, &length) == STEP_OPTION:
@@ -518,6 +559,7 @@ cdef inline _MessageCore _checked_message(object msg):
 
 cdef Py_ssize_t _encoded_size(_MessageCore m) except -1:
     cdef Py_ssize_t size, n, pos = 0
+    m._built()  # every encode path asks the size first
     cdef PyObject *key
     cdef PyObject *value
     if m._buf is not None and m._verbatim:
@@ -658,20 +700,44 @@ cdef inline uint16_t _pseudo_header_sum(const uint8_t *ip, uint16_t udp_len) noe
 # -- frames --------------------------------------------------------------------------
 
 cdef class _FrameCore:
-    cdef bytes _buf
+    cdef bytes _buf             # None only in Frame.__new__(Frame): never decoded
     cdef uint32_t _src_ip, _dst_ip
-    cdef readonly int src_port
-    cdef readonly int dst_port
-    cdef readonly object message
+    cdef int _src_port, _dst_port
+    cdef object _message
+
+    cdef inline int _built(self) except -1:
+        if self._buf is None:
+            raise _unbuilt("Frame")
+        return 0
 
     @property
-    def dst_mac(self): return self._buf[0:6]
+    def message(self):
+        self._built()
+        return self._message
     @property
-    def src_mac(self): return self._buf[6:12]
+    def dst_mac(self):
+        self._built()
+        return self._buf[0:6]
     @property
-    def src_ip(self): return IPv4Address(self._src_ip)
+    def src_mac(self):
+        self._built()
+        return self._buf[6:12]
     @property
-    def dst_ip(self): return IPv4Address(self._dst_ip)
+    def src_ip(self):
+        self._built()
+        return IPv4Address(self._src_ip)
+    @property
+    def dst_ip(self):
+        self._built()
+        return IPv4Address(self._dst_ip)
+    @property
+    def src_port(self):
+        self._built()
+        return self._src_port
+    @property
+    def dst_port(self):
+        self._built()
+        return self._dst_port
 
 
 class Frame(_FrameCore, FrameMixin):
@@ -734,11 +800,11 @@ def decode_frame(frame, bint verify_udp_checksum=True):
     message = _decode(buf, udp + UDP_LEN, udp + udp_len)
     result = <_FrameCore>_frame_type.tp_new(_frame_cls, <PyObject *>_NO_ARGS, NULL)
     result._buf = buf
-    result.message = message
+    result._message = message
     result._src_ip = load_u32(p + ip + 12)
     result._dst_ip = load_u32(p + ip + 16)
-    result.src_port = load_u16(p + udp)
-    result.dst_port = load_u16(p + udp + 2)
+    result._src_port = load_u16(p + udp)
+    result._dst_port = load_u16(p + udp + 2)
     return result
 
 

@@ -69,6 +69,11 @@ _HEADER = struct.Struct("!BBBBIHHIIII16s64s128sI")
 _EMPTY: Mapping[int, bytes] = MappingProxyType({})
 
 
+def _unbuilt(what: str) -> TypeError:
+    how = "Message(...) or decode()" if what == "Message" else "decode_frame()"
+    return TypeError(f"this {what} was never built: make one with {how}")
+
+
 class Message(MessageMixin):
     """A BOOTP/DHCP message: the fixed header fields and the options."""
 
@@ -105,6 +110,13 @@ class Message(MessageMixin):
     sname: bytes
     file: bytes
     options: Mapping[int, bytes]
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when a slot was never set: Message.__new__(Message) without
+        # __init__ or decode(). Refused with the compiled codec's words.
+        if name in Message.__slots__:
+            raise _unbuilt("Message")
+        raise AttributeError(f"'Message' object has no attribute {name!r}")
 
     def __init__(
         self,
@@ -398,6 +410,11 @@ class Frame(FrameMixin):
     src_port: int
     dst_port: int
     message: Message
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Frame.__slots__:  # a slot never set: Frame.__new__(Frame)
+            raise _unbuilt("Frame")
+        raise AttributeError(f"'Frame' object has no attribute {name!r}")
 
     @property
     def src_ip(self) -> IPv4Address:

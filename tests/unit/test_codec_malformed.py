@@ -407,3 +407,39 @@ def test_decode_error_survives_pickling(codec: ModuleType) -> None:
     copy = pickle.loads(pickle.dumps(info.value))
     assert type(copy) is DecodeError
     assert (copy.offset, copy.field, str(copy)) == (2, "hlen", str(info.value))
+
+
+# -- objects that were never built -----------------------------------------------------------
+# Message.__new__(Message) skips __init__ and decode(): the compiled codec's lazy
+# fields would then read through a NULL buffer (sname once returned 64 bytes of
+# heap). Every read, and every encode, refuses such an object in both codecs.
+
+_MESSAGE_FIELDS = (
+    "op", "htype", "hlen", "hops", "xid", "secs", "flags", "ciaddr", "yiaddr", "siaddr",
+    "giaddr", "chaddr", "sname", "file", "options", "message_type", "server_id",
+    "lease_time", "routers", "client_id", "classless_static_routes",
+)  # fmt: skip
+_FRAME_FIELDS = ("message", "src_mac", "dst_mac", "src_ip", "dst_ip", "src_port", "dst_port")
+
+
+def test_a_message_that_was_never_built_refuses_every_read(codec: ModuleType) -> None:
+    unbuilt = codec.Message.__new__(codec.Message)
+    for name in _MESSAGE_FIELDS:
+        with pytest.raises(TypeError, match=r"never built: make one with Message\(\.\.\.\)"):
+            getattr(unbuilt, name)
+    for encode in (
+        codec.encode,
+        codec.encoded_size,
+        lambda m: codec.encode_into(m, bytearray(1500)),
+        lambda m: codec.build_frame(m, src_mac=b"\x02" * 6),
+    ):
+        with pytest.raises(TypeError, match="never built"):
+            encode(unbuilt)
+    assert not hasattr(codec.Message(), "no_such_field")  # other names: AttributeError
+
+
+def test_a_frame_that_was_never_built_refuses_every_read(codec: ModuleType) -> None:
+    unbuilt = codec.Frame.__new__(codec.Frame)
+    for name in _FRAME_FIELDS:
+        with pytest.raises(TypeError, match=r"never built: make one with decode_frame\(\)"):
+            getattr(unbuilt, name)
