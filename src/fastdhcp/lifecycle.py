@@ -288,6 +288,7 @@ class LeaseKeeper:
                 hostname=lease.hostname,
                 vendor_class=lease.vendor_class,
                 requested_ip=lease.address,
+                subnet=lease.network,
             )
         except ProtocolError as exc:
             # Nobody will lease it again (or the server offered another address):

@@ -165,6 +165,10 @@ def test_rebind_reaches_a_second_server_when_the_first_is_gone(
                 lease = await engine.acquire(random_mac())
                 first.kill()
                 answer_arp_for(segment, lease, server=1)
+                # server_id only pinned the offer taken: with it set, REBINDING
+                # would trust the first server alone (RFC 2131 §4.4.5 lets any
+                # server answer; dhcp_server narrows that to one).
+                engine.config.server_id = None
                 return lease, await engine.rebind(lease)
 
             lease, rebound = with_engine(segment.host_if, body, config)

@@ -403,6 +403,67 @@ async def test_bad_requests_get_a_clear_error_and_change_nothing(
     assert await plugin.address(pool_id) == (200, before)
 
 
+@pytest.mark.parametrize(
+    ("mac", "words"),
+    [
+        ("ff:ff:ff:ff:ff:ff", "multicast or broadcast"),
+        ("01:00:5e:00:00:01", "multicast or broadcast"),  # IPv4 multicast (RFC 1112)
+        ("33:33:00:00:00:01", "multicast or broadcast"),  # IPv6 multicast (RFC 2464)
+        ("00:00:00:00:00:00", "not all zeros"),
+    ],
+)
+async def test_group_and_zero_macs_get_no_lease(plugin: Plugin, mac: str, words: str) -> None:
+    pool_id = await plugin.pool()
+    status, reply = await plugin.address(pool_id, mac=mac)
+    assert status == 400 and words in reply["Err"] and mac in reply["Err"], reply
+    assert plugin.server.seen(MessageType.REQUEST) == []
+
+
+@pytest.mark.parametrize(
+    ("interface", "words"),
+    [
+        ("eth\x000", "not an interface name"),
+        ("éth0", "not an interface name"),
+        ("a" * 16, "at most 15"),
+        ("eth 0", "not an interface name"),
+    ],
+)
+async def test_bad_interface_names_are_refused(plugin: Plugin, interface: str, words: str) -> None:
+    status, reply = await plugin.call(
+        "RequestPool", {"Options": {"dhcp_interface": interface}, "V6": False}
+    )
+    assert status == 400 and words in reply["Err"], reply
+
+
+async def test_option_values_that_cannot_go_on_the_wire_are_refused(plugin: Plugin) -> None:
+    status, reply = await plugin.call(
+        "RequestPool", {"Options": {**OPTS, "vendor_class": "v" * 256}, "V6": False}
+    )
+    assert status == 400 and "option 60 holds at most 255" in reply["Err"], reply
+    pool_id = await plugin.pool(client_id="endpoint", hostname="endpoint")
+    name = "n" * 300
+    status, reply = await plugin.address(
+        pool_id, Options={"com.docker.network.endpoint.macaddress": MAC,
+                          "com.docker.network.endpoint.name": name},
+    )  # fmt: skip
+    assert status == 400 and "at most 255" in reply["Err"], reply
+    assert plugin.server.received == [] or plugin.server.seen(MessageType.REQUEST) == []
+
+
+async def test_errors_stay_under_one_kib_whatever_the_segment_sends(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    # Every OFFER is unusable (a 1 s lease), and each comes after ten kinds of
+    # forgery: the exchange ends at its deadline, and says what it ignored.
+    plugin.server.lease_time = 1
+    plugin.server.bogus = {MessageType.OFFER: [
+        "zero_address", "network_address", "broadcast_address", "mask_32", "mask_7",
+        "router_outside", "lease_zero", "no_server_id", "bad_mask", "wrong_type",
+    ]}  # fmt: skip
+    status, reply = await plugin.address(pool_id)
+    assert status == 504 and len(reply["Err"].encode()) < 1024, reply
+    assert "more of other kinds" in reply["Err"] and "is wider than /8" in reply["Err"]
+
+
 async def test_bad_mac_and_unknown_pool(plugin: Plugin) -> None:
     pool_id = await plugin.pool()
     status, reply = await plugin.address(pool_id, mac="02:42:zz:00:00:01")

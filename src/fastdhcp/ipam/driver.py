@@ -109,11 +109,21 @@ def _options(body: Mapping[str, Any]) -> dict[str, str]:
 def _parse_mac(text: str) -> bytes:
     parts = text.split(":")
     if len(parts) != 6 or not all(len(part) == 2 for part in parts):
-        raise IpamError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+        raise IpamError(f"{text[:40]!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
     try:
-        return bytes.fromhex("".join(parts))
+        mac = bytes.fromhex("".join(parts))
     except ValueError:
         raise IpamError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)") from None
+    # IEEE 802 §8.2: the I/G bit (bit 0 of the first octet) marks a group
+    # address. A server would lease to it, but no container can answer for it.
+    if mac[0] & 1:
+        raise IpamError(
+            f"{text} is a multicast or broadcast MAC address: a container's MAC must be "
+            "unicast (the first octet even)"
+        )
+    if mac == bytes(6):
+        raise IpamError(f"{text} is not a usable MAC address: a container's MAC is not all zeros")
+    return mac
 
 
 def _address_only(text: str, what: str) -> IPv4Address:
@@ -453,6 +463,7 @@ class Driver:
                 hostname=hostname,
                 vendor_class=opts.vendor_class,
                 requested_ip=wanted,
+                subnet=IPv4Network(pool.subnet),
                 timeout=remaining,
             )
             conflict = None
@@ -557,15 +568,7 @@ class Driver:
             raise IpamError(str(exc)) from None
         except ProtocolError as exc:
             raise IpamError(str(exc), status=502) from None
-        if lease.address not in IPv4Network(pool.subnet):
-            await engine.release(lease)
-            self._drop_pending(pool.pool_id, mac)
-            raise IpamError(
-                f"the DHCP server leased {lease.address}, outside the network's subnet "
-                f"{pool.subnet}; released it",
-                status=502,
-            )
-        return lease
+        return lease  # inside the pool's subnet: the engine refuses any other offer
 
     async def _check_conflict(
         self, engine: Engine, opts: pool_options.PoolOptions, lease: Lease, pool_id: str

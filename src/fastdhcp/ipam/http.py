@@ -25,6 +25,9 @@ MAX_BODY = 1 << 20  # 1 MiB: Docker's requests are a few hundred bytes
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 DRIVER_KEY: web.AppKey[Driver] = web.AppKey("driver", Driver)
 
+# The longest Err the plugin sends (1 KiB with room for JSON escapes).
+MAX_ERR_CHARS = 1000
+
 Handler = Callable[[Driver, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -33,6 +36,10 @@ def _reply(payload: Mapping[str, Any], status: int = 200) -> web.Response:
 
 
 def _error(message: str, status: int) -> web.Response:
+    # Docker prints Err to the user as it is: keep it to a screenful, whatever
+    # the request or the segment put into it.
+    if len(message) > MAX_ERR_CHARS:
+        message = message[: MAX_ERR_CHARS - 3] + "..."
     return _reply({"Err": message}, status)
 
 
@@ -77,7 +84,7 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
         _log.info(
             "%s mac=%s address=%s -> %d %s (%.3f s)",
             request.path.removeprefix("/IpamDriver."),
-            mac or "-",
+            str(mac or "-")[:40],
             body.get("Address") or outcome.get("Address") or "-",
             response.status,
             outcome.get("Err", "ok"),

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from ..errors import IpamError
+from ..iface import IFNAMSIZ
+from ..spec import MAX_OPTION_CHUNK
 
 # Every key, with the one-line help that error messages quote.
 KEYS = {
@@ -67,6 +69,21 @@ def _conflict_wait(value: str) -> float:
     return seconds
 
 
+def _check_interface_name(name: str) -> None:
+    """What the kernel takes as an interface name (linux/if.h IFNAMSIZ, and
+    dev_valid_name()): 1 to 15 bytes, no '/', ':' is allowed, no whitespace."""
+    if not (name.isascii() and name.isprintable()) or "/" in name or any(c.isspace() for c in name):
+        raise IpamError(
+            f"--ipam-opt dhcp_interface={name[:32]!r} is not an interface name: "
+            "use printable ASCII without '/' or spaces"
+        )
+    if len(name) > IFNAMSIZ - 1:
+        raise IpamError(
+            f"--ipam-opt dhcp_interface={name[:32]!r} is {len(name)} characters: "
+            f"interface names have at most {IFNAMSIZ - 1}"
+        )
+
+
 def parse(options: Mapping[str, str]) -> PoolOptions:
     """PoolOptions from Docker's RequestPool ``Options``; IpamError names the key."""
     unknown = sorted(set(options) - set(KEYS))
@@ -79,6 +96,7 @@ def parse(options: Mapping[str, str]) -> PoolOptions:
             "fastdhcp needs the parent interface: add --ipam-opt dhcp_interface=IFACE "
             "(the interface on the DHCP server's segment, usually macvlan's parent)"
         )
+    _check_interface_name(interface)
     server = None
     if "dhcp_server" in options:
         try:
@@ -89,7 +107,12 @@ def parse(options: Mapping[str, str]) -> PoolOptions:
             ) from None
     vendor = options.get("vendor_class")
     if vendor is not None and not (vendor and vendor.isascii() and vendor.isprintable()):
-        raise IpamError(f"--ipam-opt vendor_class={vendor!r}: give printable ASCII text")
+        raise IpamError(f"--ipam-opt vendor_class={vendor[:64]!r}: give printable ASCII text")
+    if vendor is not None and len(vendor) > MAX_OPTION_CHUNK:
+        raise IpamError(
+            f"--ipam-opt vendor_class is {len(vendor)} characters: option 60 holds at most "
+            f"{MAX_OPTION_CHUNK} (RFC 2132 §2)"
+        )
     hostname = options.get("hostname")
     if hostname not in (None, "endpoint"):
         raise IpamError(f"--ipam-opt hostname={hostname!r}: the only value is 'endpoint'")
