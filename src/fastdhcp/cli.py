@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("interface", metavar="IFACE")
+    p.add_argument(
+        "--server",
+        metavar="ADDRESS",
+        type=IPv4Address,
+        help="take an offer only from this DHCP server (as --ipam-opt dhcp_server does)",
+    )
     p.add_argument("--timeout", type=_positive, default=10.0, help="seconds (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -214,7 +220,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     # Retransmit faster than RFC 2131's 4 s: a probe is interactive, and its
     # deadline is short.
-    config = EngineConfig(retransmit_initial=min(2.0, args.timeout / 4), timeout=args.timeout)
+    config = EngineConfig(
+        retransmit_initial=min(2.0, args.timeout / 4), timeout=args.timeout, server_id=args.server
+    )
     report = asyncio.run(
         probe(args.interface, timeout=args.timeout, config=config, promiscuous=args.promiscuous)
     )

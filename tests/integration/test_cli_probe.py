@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -40,6 +41,18 @@ def test_probe_text_output(segment: lab.Segment, dhcp_server: Any) -> None:
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
     assert lines["subnet"] == "10.99.0.0/16" and lines["server_id"] == segment.server_ip
+
+
+def test_probe_with_server_takes_only_that_servers_offer(
+    segment: lab.Segment, dhcp_server: Any
+) -> None:
+    trusted = fastdhcp("probe", segment.host_if, "--json", "--server", segment.server_ip)
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["server_id"] == segment.server_ip
+    other = fastdhcp("probe", segment.host_if, "--server", "10.99.0.77", "--timeout", "2")
+    assert other.returncode == 1 and other.stdout == ""
+    ignored = rf"ignored \d+ DHCPOFFER from {segment.server_ip} \(only 10.99.0.77 is trusted\)"
+    assert re.search(ignored, other.stderr), other.stderr
 
 
 def test_probe_without_a_server_fails_clearly(segment: lab.Segment) -> None:

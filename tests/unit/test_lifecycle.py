@@ -113,6 +113,22 @@ async def test_a_nak_reacquires_the_same_address(tmp_path: Path) -> None:
         assert server.seen(MessageType.DISCOVER)[-1].message.requested_ip == lease.address
 
 
+async def test_a_server_that_naks_everything_costs_a_bounded_rate(tmp_path: Path) -> None:
+    # Every retry path waits at least the floor (0.2 s here, 60 s by default):
+    # a server that refuses everything, or a forger that can, must not drive
+    # the keeper into a loop of re-acquisitions.
+    async with kept(tmp_path) as (keeper, engine, server, store):
+        await hold(keeper, engine, store)
+        discovers = len(server.seen(MessageType.DISCOVER))
+        server.nak = 10**6
+        await asyncio.sleep(3.0)
+        attempts = len(renewals(server))
+        reacquisitions = len(server.seen(MessageType.DISCOVER)) - discovers
+    assert 2 <= attempts <= 3.0 / 0.2 + 3, attempts
+    # One acquire restarts at most max_naks (3) times: 4 DISCOVERs per try.
+    assert reacquisitions <= attempts * (FAST.max_naks + 1) + 4, reacquisitions
+
+
 async def test_a_lost_lease_is_said_loudly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
