@@ -23,6 +23,7 @@ from .errors import FastDHCPError
 from .ipam.driver import Driver, DriverConfig
 from .ipam.http import make_app
 from .metrics import CONTENT_TYPE, METRICS
+from .owner import StateDirOwner
 from .store import Store
 
 _log = logging.getLogger(__name__)
@@ -100,6 +101,20 @@ async def serve(
     ready: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT; with ``metrics`` (host, port), serve them too."""
+    # Before anything reads the store or binds the socket: a second serve on
+    # this state dir must touch nothing (owner.py).
+    with StateDirOwner.claim(state_dir):
+        await _serve(socket_path, state_dir, config, metrics=metrics, ready=ready)
+
+
+async def _serve(
+    socket_path: Path,
+    state_dir: Path,
+    config: DriverConfig | None,
+    *,
+    metrics: tuple[str, int] | None,
+    ready: asyncio.Event | None,
+) -> None:
     store = Store.open(state_dir)
     store.on_write = METRICS.store_write_seconds.observe
     driver = Driver(store, config)

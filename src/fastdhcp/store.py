@@ -471,9 +471,8 @@ class Store:
                 self.on_write(time.perf_counter() - started)
 
 
-def _prepare_files(state_dir: Path, path: Path) -> None:
-    """Create the state dir (0700) and an empty store file (0600) if missing.
-    SQLite gives its -wal and -shm files the mode of the database file."""
+def prepare_state_dir(state_dir: Path) -> None:
+    """Create the state dir (0700) if missing; StoreError if it is not usable."""
     try:
         state_dir.mkdir(mode=0o700, parents=True)
         state_dir.chmod(0o700)  # mkdir's mode is masked by the umask
@@ -487,6 +486,12 @@ def _prepare_files(state_dir: Path, path: Path) -> None:
             f"state dir {state_dir} is not writable; fastdhcp keeps its leases"
             " there (run as its owner, or choose another --state-dir)"
         )
+
+
+def _prepare_files(state_dir: Path, path: Path) -> None:
+    """Create the state dir (0700) and an empty store file (0600) if missing.
+    SQLite gives its -wal and -shm files the mode of the database file."""
+    prepare_state_dir(state_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:

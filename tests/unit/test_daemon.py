@@ -149,3 +149,40 @@ def test_a_burst_of_connections_waits_in_the_queue_while_serve_is_busy(
         for client in clients:
             client.close()
     assert post(sock, "/Plugin.Activate")[0] == 200
+
+
+def test_a_second_serve_on_the_same_state_dir_touches_nothing(
+    daemon: tuple[Path, Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    from ipaddress import IPv4Address
+
+    from fastdhcp.store import PendingRequest, PoolRecord, Store
+
+    sock, state, first = daemon
+    # A request the first serve is in the middle of: a second serve that settled
+    # it would send a DHCPRELEASE for an address the first is acquiring.
+    store = Store.open(state)
+    store.add_pool(PoolRecord("pool-1", "lo", "10.0.0.0/24"))
+    pending = PendingRequest("pool-1", bytes.fromhex("02420a000009"), IPv4Address("10.0.0.9"),
+                             IPv4Address("10.0.0.1"), bytes.fromhex("525400000001"))  # fmt: skip
+    store.put_pending(pending)
+    other_sock = tmp_path / "other" / "fastdhcp.sock"
+    second = start(other_sock, state)
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 1
+    assert f"state dir {state} is in use by fastdhcp serve (pid {first.pid})" in err, err
+    assert not other_sock.exists()
+    assert store.pending() == [pending]  # not settled
+    store.close()
+    assert post(sock, "/Plugin.Activate")[0] == 200  # the first still serves
+
+
+def test_the_state_dir_lock_goes_with_its_owner(tmp_path: Path) -> None:
+    from fastdhcp.owner import OwnerError, StateDirOwner
+
+    state = tmp_path / "state"
+    with StateDirOwner.claim(state), pytest.raises(OwnerError, match=f"pid {os.getpid()}"):
+        StateDirOwner.claim(state)
+    with StateDirOwner.claim(state):  # released on exit: claimable again
+        pass
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
