@@ -411,6 +411,35 @@ class Store:
                 ),
             )
 
+    def begin_release(self, address: IPv4Address | str) -> PendingRequest | None:
+        """Turn the lease on ``address`` into a pending request, in one
+        transaction: the lease is no longer held, and until remove_pending()
+        the row says a RELEASE is due. A start-up finds it and sends the RELEASE,
+        so a release cut short by a crash is finished. None if no lease holds
+        ``address``."""
+        address = str(IPv4Address(address))
+        with self._write("record a release") as conn:
+            row = conn.execute(
+                "SELECT pool_id, mac, server_id, server_mac, client_id FROM leases"
+                " WHERE address = ?",
+                (address,),
+            ).fetchone()
+            if row is None:
+                return None
+            pool_id, mac, server_id, server_mac, client_id = row
+            request = PendingRequest(
+                pool_id, bytes(mac), IPv4Address(address), IPv4Address(server_id),
+                bytes(server_mac), None if client_id is None else bytes(client_id),
+            )  # fmt: skip
+            conn.execute("DELETE FROM leases WHERE address = ?", (address,))
+            conn.execute(
+                "INSERT OR REPLACE INTO pending_requests (pool_id, mac, address, server_id,"
+                " server_mac, client_id, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (pool_id, request.mac, address, server_id, request.server_mac,
+                 request.client_id, request.requested_at),
+            )  # fmt: skip
+        return request
+
     def remove_pending(self, pool_id: str, mac: bytes) -> bool:
         with self._write("remove a pending request") as conn:
             cur = conn.execute(

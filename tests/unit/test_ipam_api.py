@@ -31,6 +31,7 @@ from fastdhcp.ipam.driver import Driver, DriverConfig
 from fastdhcp.ipam.http import make_app
 from fastdhcp.metrics import METRICS
 from fastdhcp.spec import MessageType
+from fastdhcp.errors import StoreError
 from fastdhcp.store import PendingRequest, Store
 
 pytestmark = pytest.mark.asyncio
@@ -299,6 +300,62 @@ async def test_release_address_sends_release_and_forgets(plugin: Plugin) -> None
     assert plugin.server.bindings == {}
     # Unknown now, and Docker retries: still a success.
     assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (200, {})
+
+
+async def test_release_records_the_intent_before_the_wire(
+    plugin: Plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id)
+    address = IPv4Address(reply["Address"].split("/")[0])
+    store = plugin.driver.store
+    at_send: list[tuple[object, list[IPv4Address]]] = []
+    original = Engine.release
+
+    async def spy(self: Engine, lease: Any) -> None:
+        at_send.append((store.lease_by_address(address), [p.address for p in store.pending()]))
+        await original(self, lease)
+
+    monkeypatch.setattr(Engine, "release", spy)
+    assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": str(address)}) == (
+        200,
+        {},
+    )
+    # When the RELEASE left, the lease was gone and a pending row said one was due.
+    assert at_send == [(None, [address])]
+    assert store.pending() == [] and store.leases() == []
+
+
+async def test_a_release_cut_short_by_a_crash_is_finished_at_start(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id)
+    address = IPv4Address(reply["Address"].split("/")[0])
+    plugin.driver.store.begin_release(address)  # ... and then the plugin died
+    assert await plugin.driver.start() == 0
+    await plugin.server.wait_seen(MessageType.RELEASE)
+    [release] = plugin.server.seen(MessageType.RELEASE)
+    assert release.ciaddr == address and plugin.driver.store.pending() == []
+
+
+async def test_a_release_the_store_cannot_record_still_stops_renewals(
+    plugin: Plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await plugin.driver.start()
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id)
+    address = reply["Address"].split("/")[0]
+    keeper = plugin.driver.keeper
+    assert keeper is not None and keeper.tracked == 1
+
+    def full_disk(address: object) -> None:
+        raise StoreError("leases.sqlite3: cannot record a release: database or disk is full")
+
+    monkeypatch.setattr(plugin.driver.store, "begin_release", full_disk)
+    status, reply = await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address})
+    assert status == 500 and "disk is full" in reply["Err"]
+    assert f"fastdhcp release {address}" in reply["Err"]
+    assert keeper.tracked == 0  # Docker released it: never renewed again by this run
+    await plugin.server.wait_seen(MessageType.RELEASE)
 
 
 async def test_no_dhcp_server_fails_within_the_bound(plugin: Plugin) -> None:

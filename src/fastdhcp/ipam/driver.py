@@ -618,21 +618,36 @@ class Driver:
         if pool is not None and pool.gateway is not None and address == IPv4Address(pool.gateway):
             return {}  # the gateway is the router's address, never ours to release
         lease = self._held_here(pool, address) if pool is not None else None
-        if lease is None:
+        if pool is None or lease is None:
             # Docker retries releases, and releases on every stop: not an error.
             _log.info("release of %s in pool %s: no lease held, nothing to do", address, pool_id)
             return {}
-        if pool is not None:
-            try:
-                engine = await self._engine(pool_options.parse(pool.options))
-                await engine.release(lease)
-            except (FastDHCPError, OSError) as exc:
-                # The server lets an unrenewed lease expire; Docker needs no error.
-                _log.warning("DHCPRELEASE of %s not sent (%s); it will expire", address, exc)
-        self.store.remove_lease(str(address))
+        # The safe order: the intent first, durably (the lease becomes a pending
+        # request, which a restart would release), then the RELEASE, then the row.
+        not_recorded: StoreError | None = None
+        request = None
+        try:
+            request = self.store.begin_release(address)
+        except StoreError as exc:
+            not_recorded = exc
         if self.keeper is not None:
-            self.keeper.forget(str(address))
+            self.keeper.forget(str(address))  # whatever the wire does next
+        try:
+            engine = await self._engine(pool_options.parse(pool.options))
+            await engine.release(lease)
+        except (FastDHCPError, OSError) as exc:
+            # The server lets an unrenewed lease expire; Docker needs no error.
+            _log.warning("DHCPRELEASE of %s not sent (%s); it will expire", address, exc)
         lease_event("released", lease.mac, address, lease.server_id)
+        if not_recorded is not None:
+            raise IpamError(
+                f"released {address} on the wire and stopped renewing it, but the store "
+                f"could not record the release ({not_recorded}); once it is writable, run "
+                f"'fastdhcp release {address}', or a restart of fastdhcp renews it again",
+                status=500,
+            )
+        if request is not None:
+            self._drop_pending(request.pool_id, request.mac)
         return {}
 
     # -- helpers ------------------------------------------------------------------------------
