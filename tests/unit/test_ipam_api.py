@@ -27,11 +27,11 @@ from fake_dhcp import NETWORK, ROUTER, SERVER_ID, SERVER_MAC, FakeServer, Socket
 from fastdhcp.conflict import ArpProber
 from fastdhcp.daemon import claim_socket
 from fastdhcp.engine import Engine, EngineConfig
+from fastdhcp.errors import StoreError
 from fastdhcp.ipam.driver import Driver, DriverConfig
 from fastdhcp.ipam.http import make_app
 from fastdhcp.metrics import METRICS
 from fastdhcp.spec import MessageType
-from fastdhcp.errors import StoreError
 from fastdhcp.store import PendingRequest, Store
 
 pytestmark = pytest.mark.asyncio
