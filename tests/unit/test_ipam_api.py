@@ -89,7 +89,8 @@ async def _start(tmp_path: Path, state_dir: Path, server: FakeServer, client_end
 
     async def open_engine(ifname: str, config: EngineConfig, promiscuous: bool) -> Engine:
         plugin_box[0].engines_opened += 1
-        return Engine(SocketPairTransport(client_end, ifname=ifname), config)
+        # A socket of its own (a dup): the registry closes engines no pool uses.
+        return Engine(SocketPairTransport(client_end.dup(), ifname=ifname), config)
 
     def open_prober(ifname: str) -> ArpProber:
         if arp_end is None:
@@ -210,6 +211,35 @@ async def test_the_overlap_loop_is_stopped_with_the_flags_to_add(plugin: Plugin)
     assert first_status == 200 and status == 400
     assert "--subnet 10.0.0.0/24 --gateway 10.0.0.1" in reply["Err"]
     assert "10.0.0.200/24" in reply["Err"]
+
+
+async def test_failed_request_pools_leave_no_engine_open(plugin: Plugin) -> None:
+    # Each names a server that never answers: a discovery that fails at its
+    # deadline (504), on an engine of its own (dhcp_server is part of its key).
+    bodies = [
+        {"Options": {**OPTS, "dhcp_server": f"10.0.9.{n}"}, "V6": False} for n in range(1, 51)
+    ]
+    replies = await asyncio.gather(*(plugin.call("RequestPool", body) for body in bodies))
+    assert {status for status, _ in replies} == {504}
+    # And one that the server answers, but that disagrees with --subnet (400).
+    status, _ = await plugin.call("RequestPool", {"Options": OPTS, "Pool": "10.9.0.0/24"})
+    assert status == 400
+    assert plugin.engines_opened == 51 and plugin.driver.engines_open == 0
+
+
+async def test_pools_share_an_engine_and_the_last_release_closes_it(plugin: Plugin) -> None:
+    first, second = await plugin.pool(), await plugin.pool()
+    assert plugin.engines_opened == 1 and plugin.driver.engines_open == 1
+    assert await plugin.call("ReleasePool", {"PoolID": first}) == (200, {})
+    assert plugin.driver.engines_open == 1  # the second pool still uses it
+    _, reply = await plugin.address(second)
+    assert "Address" in reply
+    address = reply["Address"].split("/")[0]
+    await plugin.call("ReleaseAddress", {"PoolID": second, "Address": address})
+    assert await plugin.call("ReleasePool", {"PoolID": second}) == (200, {})
+    assert plugin.driver.engines_open == 0
+    # Counters of the closed engine stay in the metrics.
+    assert plugin.driver.engine_stats()["lo"].frames_sent >= 4
 
 
 async def test_release_pool_refuses_while_leases_are_held(plugin: Plugin) -> None:

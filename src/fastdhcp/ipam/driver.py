@@ -22,6 +22,7 @@ from typing import Any
 from .. import iface
 from ..conflict import ArpProber, Conflict
 from ..engine import Engine, EngineConfig, EngineStats
+from ..engines import EngineRegistry
 from ..errors import (
     AddressRefusedError,
     FastDHCPError,
@@ -151,8 +152,7 @@ class Driver:
         self._open_prober = open_prober
         self._probers: dict[str, ArpProber] = {}
         self._host_networks = host_networks
-        self._engines: dict[tuple[Any, ...], Engine] = {}
-        self._engine_locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+        self._engines = EngineRegistry(open_engine, self.config.engine)
         # One exchange per MAC: a retried or concurrent request joins it.
         self._acquiring: dict[tuple[str, bytes], asyncio.Future[Lease]] = {}
         # RequestPool calls recently answered, for Docker's overlap loop.
@@ -175,8 +175,7 @@ class Driver:
         held = self.store.lease_by_address(str(request.address))
         if held is None or held[1].mac != request.mac:
             try:
-                pool = self._pool(request.pool_id)
-                engine = await self._engine(pool_options.parse(pool.options))
+                engine = await self._engine_for_pool(request.pool_id)
                 await engine.release(request.as_lease())
                 lease_event(
                     "settled",
@@ -204,28 +203,29 @@ class Driver:
 
     async def _engine_for_pool(self, pool_id: str) -> Engine:
         pool = self._pool(pool_id)
-        return await self._engine(pool_options.parse(pool.options))
+        opts = pool_options.parse(pool.options)
+        try:
+            return await self._engines.for_pool(pool_id, opts)
+        except InterfaceError as exc:
+            raise IpamError(f"--ipam-opt dhcp_interface={opts.interface}: {exc}") from None
 
     async def close(self) -> None:
         """Stop renewing and close every engine. Leases are kept: they are in the
         store, and the next start renews them."""
         if self.keeper is not None:
             await self.keeper.close()
-        for engine in self._engines.values():
-            engine.close()
-        self._engines.clear()
+        self._engines.close()
         for prober in self._probers.values():
             prober.close()
         self._probers.clear()
 
     def engine_stats(self) -> dict[str, EngineStats]:
         """Packet counters summed per interface (metrics read them at scrape time)."""
-        totals: dict[str, EngineStats] = {}
-        for engine in self._engines.values():
-            total = totals.setdefault(engine.transport.ifname, EngineStats())
-            for name, value in vars(engine.stats).items():
-                setattr(total, name, getattr(total, name) + value)
-        return totals
+        return self._engines.stats()
+
+    @property
+    def engines_open(self) -> int:
+        return len(self._engines)
 
     # -- plugin handshake ---------------------------------------------------------------
 
@@ -259,14 +259,53 @@ class Driver:
         opts = pool_options.parse(raw_options)
         self._check_interface(opts.interface)
 
-        subnet = router = None
+        subnet = None
         if user_pool:
             try:
                 subnet = IPv4Network(user_pool)
             except ValueError:
                 raise IpamError(f"--subnet {user_pool} is not an IPv4 network") from None
+        # The engine is borrowed for discovery, and becomes the pool's once the
+        # pool is stored: a RequestPool that fails leaves no engine open.
         try:
-            report = await self._probe(opts)
+            async with self._engines.borrowed(opts) as engine:
+                subnet, router = await self._discover(engine, opts, subnet)
+                if not user_pool:
+                    on_parent = await asyncio.to_thread(self._host_networks, opts.interface)
+                    self._refuse_overlap_loop(
+                        space, raw_options, on_parent, opts.interface, subnet, router
+                    )
+                pool = PoolRecord(
+                    pool_id=f"fastdhcp-{uuid.uuid4().hex[:16]}",
+                    interface=opts.interface,
+                    subnet=str(subnet),
+                    gateway=router,
+                    options=raw_options,
+                    created_at=time.time(),
+                )
+                self.store.add_pool(pool)
+                await self._engines.for_pool(pool.pool_id, opts)
+        except InterfaceError as exc:
+            raise IpamError(f"--ipam-opt dhcp_interface={opts.interface}: {exc}") from None
+        if not user_pool:
+            self._recent_pools[self._loop_key(space, raw_options)] = (
+                pool.pool_id,
+                time.monotonic(),
+            )
+        data = {}
+        if router is not None:
+            data[GATEWAY_DATA] = f"{router}/{subnet.prefixlen}"
+        _log.info("pool %s: %s on %s, gateway %s", pool.pool_id, subnet, opts.interface, router)
+        return {"PoolID": pool.pool_id, "Pool": str(subnet), "Data": data}
+
+    async def _discover(
+        self, engine: Engine, opts: pool_options.PoolOptions, subnet: IPv4Network | None
+    ) -> tuple[IPv4Network, str | None]:
+        """The pool's subnet and router: the DHCP server's offer, checked against
+        the user's --subnet if given (which stands alone if no server answers)."""
+        router = None
+        try:
+            report = await engine.probe(timeout=self.config.probe_timeout)
         except NoAnswerError as exc:
             if subnet is None:
                 who = (
@@ -297,28 +336,7 @@ class Driver:
         if subnet is None:  # the user's --subnet, or the probe's, set it above
             raise RuntimeError("RequestPool reached the end without a subnet")
 
-        if not user_pool:
-            on_parent = await asyncio.to_thread(self._host_networks, opts.interface)
-            self._refuse_overlap_loop(space, raw_options, on_parent, opts.interface, subnet, router)
-        pool = PoolRecord(
-            pool_id=f"fastdhcp-{uuid.uuid4().hex[:16]}",
-            interface=opts.interface,
-            subnet=str(subnet),
-            gateway=router,
-            options=raw_options,
-            created_at=time.time(),
-        )
-        self.store.add_pool(pool)
-        if not user_pool:
-            self._recent_pools[self._loop_key(space, raw_options)] = (
-                pool.pool_id,
-                time.monotonic(),
-            )
-        data = {}
-        if router is not None:
-            data[GATEWAY_DATA] = f"{router}/{subnet.prefixlen}"
-        _log.info("pool %s: %s on %s, gateway %s", pool.pool_id, subnet, opts.interface, router)
-        return {"PoolID": pool.pool_id, "Pool": str(subnet), "Data": data}
+        return subnet, router
 
     def _loop_key(self, space: str, raw_options: Mapping[str, str]) -> str:
         return repr((space, sorted(raw_options.items())))
@@ -366,6 +384,7 @@ class Driver:
         for key, (recent_id, _) in list(self._recent_pools.items()):
             if recent_id == pool_id:
                 del self._recent_pools[key]
+        self._engines.release_pool(pool_id)
         _log.info("pool %s released", pool_id)
         return {}
 
@@ -440,7 +459,7 @@ class Driver:
         self, pool: PoolRecord, mac: bytes, wanted: IPv4Address | None, options: Mapping[str, str]
     ) -> Lease:
         opts = pool_options.parse(pool.options)
-        engine = await self._engine(opts)
+        engine = await self._engine_for_pool(pool.pool_id)
         endpoint = options.get(ENDPOINT_NAME_OPTION) or None
         client_id = None
         if opts.client_id == "mac":
@@ -633,7 +652,7 @@ class Driver:
         if self.keeper is not None:
             self.keeper.forget(str(address))  # whatever the wire does next
         try:
-            engine = await self._engine(pool_options.parse(pool.options))
+            engine = await self._engine_for_pool(pool.pool_id)
             await engine.release(lease)
         except (FastDHCPError, OSError) as exc:
             # The server lets an unrenewed lease expire; Docker needs no error.
@@ -688,34 +707,3 @@ class Driver:
             iface.require_up(ifname)
         except InterfaceError as exc:
             raise IpamError(f"--ipam-opt dhcp_interface={ifname}: {exc}") from None
-
-    async def _probe(self, opts: pool_options.PoolOptions) -> dict[str, Any]:
-        engine = await self._engine(opts)
-        try:
-            return await engine.probe(timeout=self.config.probe_timeout)
-        except InterfaceError as exc:
-            raise IpamError(str(exc)) from None
-
-    async def _engine(self, opts: pool_options.PoolOptions) -> Engine:
-        key = (opts.interface, opts.broadcast, opts.dhcp_server, opts.promiscuous)
-        engine = self._engines.get(key)
-        if engine is not None:
-            return engine
-        lock = self._engine_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            engine = self._engines.get(key)
-            if engine is None:
-                base = self.config.engine or EngineConfig()
-                config = EngineConfig(
-                    **{
-                        **base.__dict__,
-                        "broadcast": opts.broadcast,
-                        "server_id": opts.dhcp_server,
-                    }
-                )
-                try:
-                    engine = await self._open_engine(opts.interface, config, opts.promiscuous)
-                except InterfaceError as exc:
-                    raise IpamError(f"--ipam-opt dhcp_interface={opts.interface}: {exc}") from None
-                self._engines[key] = engine
-        return engine
