@@ -179,7 +179,12 @@ class LeaseKeeper:
     # -- one lease ---------------------------------------------------------------------------
 
     async def _keep(self, address: str) -> None:
-        held = self.store.lease_by_address(address)
+        try:
+            held = self.store.lease_by_address(address)
+        except StoreError as exc:
+            _log.error("cannot read the lease on %s: %s; trying again later", address, exc)
+            self._schedule(address, self._clock() + self.config.retry_floor)
+            return
         if held is None:
             return  # released meanwhile
         pool_id, lease = held
@@ -191,6 +196,13 @@ class LeaseKeeper:
         except (FastDHCPError, OSError) as exc:
             # The engine's socket is gone (interface removed?): try again later.
             _log.error("cannot keep %s of %s alive: %s", address, lease.mac.hex(":"), exc)
+            self._retry(lease, self._clock())
+        except Exception:  # noqa: BLE001 - a bug must not drop a lease from tracking
+            _log.exception(
+                "BUG while keeping %s of %s alive; it stays tracked and is tried again later",
+                address,
+                lease.mac.hex(":"),
+            )
             self._retry(lease, self._clock())
 
     async def _step(self, engine: Engine, pool_id: str, lease: Lease) -> None:

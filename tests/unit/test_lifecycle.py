@@ -232,3 +232,24 @@ async def test_leases_due_at_once_are_renewed_a_bounded_number_at_a_time(
                 break
             await asyncio.sleep(0.1)
         assert keeper.stats.renewed == 10 and len(started) == 10 and keeper.tracked == 10
+
+
+async def test_a_keeper_task_that_raises_keeps_its_lease_tracked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with kept(tmp_path) as (keeper, engine, _server, store):
+        lease = await hold(keeper, engine, store)
+        calls: list[str] = []
+
+        async def broken(pool_id: str) -> Engine:
+            calls.append(pool_id)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the keeper's path")
+            return engine
+
+        keeper._engine_for = broken
+        with caplog.at_level(logging.ERROR, logger="fastdhcp.lifecycle"):
+            await asyncio.sleep(1.6)  # T1 at 1 s, then the retry floor (0.2 s)
+        assert any("BUG while keeping" in r.message for r in caplog.records), caplog.text
+        assert len(calls) >= 2 and keeper.stats.renewed >= 1  # rescheduled, then renewed
+        assert keeper.tracked == 1 and str(lease.address) in keeper._due
