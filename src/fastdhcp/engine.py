@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import math
 import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Self
@@ -139,9 +140,10 @@ class EngineStats:
     send_errors: int = 0
 
 
-# Called with (offered address, server id, server MAC) just before the REQUEST
-# that takes an offer goes out: from then on the server may commit a lease.
-OnRequest = Callable[[IPv4Address, IPv4Address, bytes], None]
+# Called with (offered address, server id, server MAC) before the REQUEST that
+# takes an offer goes out: from then on the server may commit a lease. If it
+# returns an awaitable, the REQUEST waits for it (a durable record).
+OnRequest = Callable[[IPv4Address, IPv4Address, bytes], Awaitable[None] | None]
 
 # Why a matched reply was ignored: (EngineStats counter, description).
 _Ignored = tuple[str, str]
@@ -267,8 +269,9 @@ class Engine:
 
         ``on_request`` hears of each offer about to be taken, before its REQUEST is
         sent, so that a caller can record what the server may lease to ``mac`` even
-        if this process dies before the ACK arrives. If it raises, no REQUEST is
-        sent and the exchange fails with that error.
+        if this process dies before the ACK arrives. If it returns an awaitable,
+        the REQUEST waits until it is done. If it raises (or its awaitable does),
+        no REQUEST is sent and the exchange fails with that error.
         """
         exchange = self._new_exchange(
             State.SELECTING,
@@ -568,7 +571,7 @@ class Engine:
             ignored = self._judge(exchange, message, frame.src_mac)
         except DecodeError as exc:
             # A reply meant for this exchange, with an option that does not decode.
-            ignored = ("malformed", f"a reply with a malformed {exc.field}: {_clip(str(exc), 100)}")
+            ignored = ("malformed", f"{_sender(message)} with {_clip(str(exc), 100)}")
         if ignored is not None:
             counter, why = ignored
             setattr(self.stats, counter, getattr(self.stats, counter) + 1)
@@ -625,9 +628,10 @@ class Engine:
                 return None
             exchange.refused_other_address = True
             return "unusable", f"DHCPOFFER of {offered} from {server}, not the requested {wanted}"
+        recording = None
         if exchange.on_request is not None:
             try:
-                exchange.on_request(offered, server, server_mac)
+                recording = exchange.on_request(offered, server, server_mac)
             except Exception as exc:  # noqa: BLE001 - any failure to record: do not REQUEST
                 self._finish(exchange, exc)
                 return None
@@ -636,8 +640,23 @@ class Engine:
         exchange.attempt = 0
         exchange.offer_address = offered
         exchange.offer_server = server
-        self._transmit(exchange)
+        if recording is None:
+            self._transmit(exchange)
+        else:
+            # The REQUEST leaves once the record is durable: from then on the
+            # server may commit a lease that only the record remembers.
+            waiting = asyncio.ensure_future(recording)
+            waiting.add_done_callback(functools.partial(self._recorded, exchange, exchange.xid))
         return None
+
+    def _recorded(self, exchange: Exchange, xid: int, recording: asyncio.Future[Any]) -> None:
+        error = recording.exception() if not recording.cancelled() else asyncio.CancelledError()
+        if exchange.future.done() or self._exchanges.get(xid) is not exchange:
+            return  # finished, cancelled or restarted meanwhile
+        if error is not None:
+            self._finish(exchange, error)
+            return
+        self._transmit(exchange)
 
     def _on_nak(self, exchange: Exchange, server: IPv4Address, message: codec.Message) -> None:
         self.stats.naks += 1
@@ -730,6 +749,20 @@ class Engine:
             self._finish(exchange, AddressRefusedError(text))
         else:
             self._finish(exchange, NoAnswerError(text))
+
+
+def _sender(message: codec.Message) -> str:
+    """'DHCPACK from 10.0.0.1', as far as the message's own options say."""
+    try:
+        kind = message.message_type
+        name = "a reply" if kind is None else type_name(kind)
+    except DecodeError:
+        name = "a reply"
+    try:
+        server = message.server_id
+    except DecodeError:
+        server = None
+    return name if server is None else f"{name} from {server}"
 
 
 def _offer_report(offer: codec.Message, server: IPv4Address) -> dict[str, Any]:
