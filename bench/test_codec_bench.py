@@ -36,6 +36,7 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from types import ModuleType
 from typing import Any
 
@@ -160,6 +161,44 @@ def test_decode_and_read_options(benchmark: Any, peer: str) -> None:
 
     options = run(benchmark, peer, fn, ACK.data)
     assert dict(options) == ACK.options
+
+
+@pytest.mark.parametrize("peer", FAST_PEERS)
+def test_decode_and_read_what_a_client_reads(benchmark: Any, peer: str) -> None:
+    """Decode an ACK and read what a DHCP client reads of it: the message type,
+    lease time, server identifier, prefix length and routers, as typed values
+    (addresses as ``ipaddress.IPv4Address``). dpkt gives raw option bytes, so
+    its leg converts them the way an application would."""
+    benchmark.group = "decode ACK + 5 fields"
+    benchmark.extra_info["bytes"] = len(ACK.data)
+    if peer == DPKT:
+        dhcp = dpkt.dhcp.DHCP
+        address = IPv4Address
+
+        def fn(data: bytes) -> Any:
+            opts = dict(dhcp(data).opts)
+            mask = int.from_bytes(opts[1], "big")
+            router = opts[3]
+            return (
+                opts[53][0],
+                int.from_bytes(opts[51], "big"),
+                address(opts[54]),
+                mask.bit_count(),
+                tuple(address(router[i : i + 4]) for i in range(0, len(router), 4)),
+            )
+
+    else:
+        decode = fastdhcp_codec(peer).decode
+
+        def fn(data: bytes) -> Any:
+            msg = decode(data)
+            return (msg.message_type, msg.lease_time, msg.server_id, msg.prefix_length,
+                    msg.routers)  # fmt: skip
+
+    kind, lease_time, server, prefix, routers = run(benchmark, peer, fn, ACK.data)
+    assert kind == 5 and lease_time == int.from_bytes(ACK.options[51], "big")
+    assert server == IPv4Address(ACK.options[54]) and prefix == 24
+    assert routers == (IPv4Address(ACK.options[3][:4]),)
 
 
 # -- encode ----------------------------------------------------------------------------

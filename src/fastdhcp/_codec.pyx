@@ -16,6 +16,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_Next
 from cpython.dict cimport PyDictProxy_New
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy, memset
 
@@ -36,7 +38,9 @@ from ._message import (
     coerce_sname,
     coerce_u,
 )
+from . import options as _o
 from .errors import DecodeError, EncodeError
+from .spec import MessageType
 
 __all__ = [
     "Message",
@@ -72,6 +76,33 @@ cdef enum:
     UDP_LEN = 8
     FRAME_OVERHEAD = 42
     MAX_UDP_PAYLOAD = 65507
+
+# Option codes the compiled typed accessors read (RFC 2132; spec.Option holds
+# the citations, and a test compares the two).
+cdef enum:
+    OPT_SUBNET_MASK = 1
+    OPT_ROUTER = 3
+    OPT_DNS_SERVERS = 6
+    OPT_DOMAIN_NAME = 15
+    OPT_REQUESTED_ADDRESS = 50
+    OPT_LEASE_TIME = 51
+    OPT_MESSAGE_TYPE = 53
+    OPT_SERVER_ID = 54
+    OPT_RENEWAL_TIME = 58
+    OPT_REBINDING_TIME = 59
+    OPT_CLIENT_ID = 61
+
+# The codes above, indexed per message on the first typed read: _SLOT[code] is
+# the code's place in _MessageCore._at, plus one (0: not indexed).
+cdef enum:
+    INDEXED_CODES = 11
+cdef uint8_t _SLOT[256]
+memset(_SLOT, 0, sizeof(_SLOT))
+for _place, _code in enumerate((OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS_SERVERS, OPT_DOMAIN_NAME,
+                                OPT_REQUESTED_ADDRESS, OPT_LEASE_TIME, OPT_MESSAGE_TYPE,
+                                OPT_SERVER_ID, OPT_RENEWAL_TIME, OPT_REBINDING_TIME,
+                                OPT_CLIENT_ID)):
+    _SLOT[_code] = _place + 1
 
 cdef object _EMPTY_OPTIONS = MappingProxyType({})
 cdef bytes _BROADCAST_MAC = b"\xff" * 6
@@ -218,6 +249,40 @@ cdef object _cursor_error(OptionCursor *c):
 
 # -- messages -----------------------------------------------------------------------
 
+cdef tuple _NO_ARGS = ()
+cdef type _IPV4 = IPv4Address
+cdef PyTypeObject *_ipv4_type = <PyTypeObject *>IPv4Address
+# MessageType by its value (RFC 2132 §9.6); None where no type has that value.
+cdef list _TYPES_BY_VALUE = [None] * 256
+for _kind in MessageType:
+    _TYPES_BY_VALUE[_kind.value] = _kind
+
+
+# Addresses already made, by value: servers, routers and DNS servers repeat in
+# every reply, and an IPv4Address is immutable, so one object serves them all.
+# Small and bounded (a few KB): a segment that sends many distinct addresses,
+# a flood of forged server ids say, only empties it now and then.
+cdef dict _ip_cache = {}
+cdef enum:
+    IP_CACHE_MAX = 64
+
+
+cdef inline object _ip(uint32_t value):
+    """An IPv4Address from a 32-bit value already known to be one: the
+    validating constructor costs more than the whole decode."""
+    cdef object key = value
+    cdef object address = _ip_cache.get(key)
+    if address is not None:
+        return address
+    # IPv4Address.__new__ is object's: the type's own tp_new, without the call.
+    address = <object>_ipv4_type.tp_new(_IPV4, <PyObject *>_NO_ARGS, NULL)
+    address._ip = key
+    if len(_ip_cache) >= IP_CACHE_MAX:
+        _ip_cache.clear()
+    _ip_cache[key] = address
+    return address
+
+
 cdef object _unbuilt(str what):
     # The same words as _codec_py's, for the same misuse.
     how = "Message(...) or decode()" if what == "Message" else "decode_frame()"
@@ -240,6 +305,11 @@ cdef class _MessageCore:
     cdef object _chaddr, _sname, _file   # bytes, or None until read from _buf
     cdef dict _optdict                   # None until materialised from _buf
     cdef object _options                 # read-only view of _optdict
+    cdef object _scratch                 # bytes a typed accessor is reading (_find)
+    # Where each typed accessor's option value starts, relative to _start, plus
+    # one (0: absent), by _SLOT; filled by the first typed read (_find).
+    cdef uint16_t _at[INDEXED_CODES]
+    cdef bint _indexed
 
     def __init__(self, *, op=1, htype=1, hlen=None, hops=0, xid=0, secs=0, flags=0,
                  ciaddr=0, yiaddr=0, siaddr=0, giaddr=0, chaddr=b"", sname=b"", file=b"",
@@ -300,19 +370,19 @@ cdef class _MessageCore:
     @property
     def ciaddr(self):
         self._built()
-        return IPv4Address(self._ciaddr)
+        return _ip(self._ciaddr)
     @property
     def yiaddr(self):
         self._built()
-        return IPv4Address(self._yiaddr)
+        return _ip(self._yiaddr)
     @property
     def siaddr(self):
         self._built()
-        return IPv4Address(self._siaddr)
+        return _ip(self._siaddr)
     @property
     def giaddr(self):
         self._built()
-        return IPv4Address(self._giaddr)
+        return _ip(self._giaddr)
 
     @property
     def chaddr(self):
@@ -381,6 +451,9 @@ cdef class _MessageCore:
 
     def _option(self, int code):
         """The raw value of one option, or None; walks the wire image if needed."""
+        return self._option_c(code)
+
+    cdef object _option_c(self, int code):
         cdef OptionCursor c
         cdef uint8_t found_code = 0
         cdef Py_ssize_t value = 0, length = 0
@@ -401,6 +474,189 @@ cdef class _MessageCore:
             parts.append(PyBytes_FromStringAndSize(p + value, length))
         return None if parts is None else b"".join(parts)
 
+    cdef bint _find(self, uint8_t code, const uint8_t **value, Py_ssize_t *length) except -1:
+        """Point ``value`` at option ``code``'s bytes; False if it is absent.
+
+        A decoded message with no repeated code is read in place. A built one, or
+        one whose codes repeat (RFC 3396: the value is every instance joined),
+        goes through _option_c and keeps the joined bytes in _scratch."""
+        cdef OptionCursor c
+        cdef uint8_t found = 0
+        cdef Py_ssize_t at = 0, n = 0
+        cdef const uint8_t *p
+        cdef object raw
+        if self._optdict is not None or self._repeated:
+            raw = self._option_c(code)
+            if raw is None:
+                return False
+            self._scratch = raw  # keeps the bytes alive while the caller reads them
+            value[0] = <const uint8_t *>PyBytes_AS_STRING(raw)
+            length[0] = PyBytes_GET_SIZE(raw)
+            return True
+        self._built()
+        p = <const uint8_t *>PyBytes_AS_STRING(self._buf)
+        if not self._indexed:
+            # decode() validated every option of this buffer: the cursor cannot
+            # fail. A message is at most 65,507 bytes (one UDP datagram), so
+            # every offset + 1 fits in 16 bits.
+            _cursor_init(&c, p, self._start, self._end, self._overload)
+            while _cursor_next(&c, &found, &at, &n) == STEP_OPTION:
+                if _SLOT[found]:
+                    self._at[_SLOT[found] - 1] = <uint16_t>(at - self._start + 1)
+            self._indexed = True
+        if not _SLOT[code]:
+            raise ValueError(f"option {code} has no slot in the accessor index")
+        at = self._at[_SLOT[code] - 1]
+        if at == 0:
+            return False
+        at += self._start - 1
+        value[0] = p + at
+        length[0] = p[at - 1]  # the length octet before the value (no repeats here)
+        return True
+
+    # -- typed accessors: the hot ones, compiled --------------------------------------
+    # Each reads the value in place. Anything but the well-formed case goes to
+    # the shared parser in options.py, which raises the one DecodeError both
+    # codecs raise (MessageMixin keeps the reference version of each).
+
+    @property
+    def message_type(self):
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0
+        cdef object kind
+        if not self._find(OPT_MESSAGE_TYPE, &v, &n):
+            return None
+        if n == 1:
+            kind = _TYPES_BY_VALUE[v[0]]
+            if kind is not None:
+                return kind
+        return _o.parse_message_type(OPT_MESSAGE_TYPE, PyBytes_FromStringAndSize(<const char *>v, n))
+
+    @property
+    def server_id(self):
+        return self._address(OPT_SERVER_ID)
+
+    @property
+    def requested_ip(self):
+        return self._address(OPT_REQUESTED_ADDRESS)
+
+    @property
+    def lease_time(self):
+        return self._seconds(OPT_LEASE_TIME)
+
+    @property
+    def renewal_time(self):
+        return self._seconds(OPT_RENEWAL_TIME)
+
+    @property
+    def rebinding_time(self):
+        return self._seconds(OPT_REBINDING_TIME)
+
+    @property
+    def subnet_mask(self):
+        cdef uint32_t mask = 0
+        cdef int state = self._mask(&mask)
+        if state == 0:
+            return None
+        if state == 1:
+            return _ip(mask)
+        return MessageMixin.subnet_mask.fget(self)  # raises the reference error
+
+    @property
+    def prefix_length(self):
+        cdef uint32_t mask = 0
+        cdef int state = self._mask(&mask)
+        cdef int bits = 0
+        if state == 0:
+            return None
+        if state == 1:
+            while mask:  # contiguous: count the leading ones
+                bits += 1
+                mask <<= 1
+            return bits
+        return MessageMixin.prefix_length.fget(self)  # raises the reference error
+
+    @property
+    def routers(self):
+        return self._addresses(OPT_ROUTER)
+
+    @property
+    def dns_servers(self):
+        return self._addresses(OPT_DNS_SERVERS)
+
+    @property
+    def domain_name(self):
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0, i
+        if not self._find(OPT_DOMAIN_NAME, &v, &n):
+            return None
+        if n > 0 and v[n - 1] == 0:
+            n -= 1  # a trailing NUL, which some servers send (options.parse_text)
+        if n > 0:
+            for i in range(n):
+                if v[i] < 0x20 or v[i] > 0x7E:
+                    break
+            else:
+                return PyBytes_FromStringAndSize(<const char *>v, n).decode("ascii")
+        return MessageMixin.domain_name.fget(self)  # raises the reference error
+
+    @property
+    def client_id(self):
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0
+        if not self._find(OPT_CLIENT_ID, &v, &n):
+            return None
+        if n >= 2:  # RFC 2132 §9.14: a type and at least one octet
+            return PyBytes_FromStringAndSize(<const char *>v, n)
+        return MessageMixin.client_id.fget(self)  # raises the reference error
+
+    cdef object _address(self, uint8_t code):
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0
+        if not self._find(code, &v, &n):
+            return None
+        if n == 4:
+            return _ip(load_u32(v))
+        return _o.parse_address(code, PyBytes_FromStringAndSize(<const char *>v, n))
+
+    cdef object _seconds(self, uint8_t code):
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0
+        if not self._find(code, &v, &n):
+            return None
+        if n == 4:
+            return load_u32(v)
+        return _o.parse_u32(code, PyBytes_FromStringAndSize(<const char *>v, n))
+
+    cdef object _addresses(self, uint8_t code):
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0, i
+        cdef tuple result
+        if not self._find(code, &v, &n):
+            return None
+        if n == 0 or n % 4:
+            return _o.parse_address_list(code, PyBytes_FromStringAndSize(<const char *>v, n))
+        result = PyTuple_New(n // 4)
+        for i in range(n // 4):
+            address = _ip(load_u32(v + 4 * i))
+            Py_INCREF(address)
+            PyTuple_SET_ITEM(result, i, address)
+        return result
+
+    cdef int _mask(self, uint32_t *mask) except -1:
+        """0: no option 1; 1: a well-formed contiguous mask; 2: malformed."""
+        cdef const uint8_t *v = NULL
+        cdef Py_ssize_t n = 0
+        cdef uint32_t inverted
+        if not self._find(OPT_SUBNET_MASK, &v, &n):
+            return 0
+        if n != 4:
+            return 2
+        mask[0] = load_u32(v)
+        inverted = ~mask[0]
+        # RFC 950: ones then zeros, i.e. the inverted mask plus one is a power of 2.
+        return 2 if inverted & (inverted + 1) else 1
+
 
 class Message(_MessageCore, MessageMixin):
     """A BOOTP/DHCP message: the fixed header fields and the options."""
@@ -410,7 +666,6 @@ class Message(_MessageCore, MessageMixin):
 
 cdef type _message_cls = Message
 cdef PyTypeObject *_message_type = <PyTypeObject *>Message
-cdef tuple _NO_ARGS = ()
 
 
 cdef inline _MessageCore _new_message():
@@ -725,11 +980,11 @@ cdef class _FrameCore:
     @property
     def src_ip(self):
         self._built()
-        return IPv4Address(self._src_ip)
+        return _ip(self._src_ip)
     @property
     def dst_ip(self):
         self._built()
-        return IPv4Address(self._dst_ip)
+        return _ip(self._dst_ip)
     @property
     def src_port(self):
         self._built()
