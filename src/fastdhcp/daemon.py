@@ -117,8 +117,11 @@ async def _serve(
 ) -> None:
     store = Store.open(state_dir)
     store.on_write = METRICS.store_write_seconds.observe
+    # Scrapes count leases on a connection of their own (in a worker thread):
+    # a grouped query over 100,000 leases must not hold what the loop reads with.
+    scrape_store = Store.open(state_dir, readonly=True)
     driver = Driver(store, config)
-    METRICS.watch(lambda: store.lease_counts(time.time()), driver.engine_stats)
+    METRICS.watch(lambda: scrape_store.lease_counts(time.time()), driver.engine_stats)
     await driver.start()  # renewals resume for every lease in the store
     metrics_runner = None if metrics is None else await start_metrics(*metrics)
     runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)
@@ -152,5 +155,6 @@ async def _serve(
             await metrics_runner.cleanup()
         METRICS.unwatch()
         await driver.close()
+        scrape_store.close()
         store.close()
         _log.info("stopped")

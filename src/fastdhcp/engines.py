@@ -86,9 +86,11 @@ class EngineRegistry:
         self._close_if_unused(key, slot)
 
     def stats(self) -> dict[str, EngineStats]:
-        """Packet counters summed per interface, closed engines included."""
-        totals = {name: _copy(stats) for name, stats in self._retired.items()}
-        for slot in self._slots.values():
+        """Packet counters summed per interface, closed engines included.
+        Scrapes call this from a worker thread: it reads snapshots of the maps
+        (each list() is taken under the GIL), never iterates them live."""
+        totals = {name: _copy(stats) for name, stats in list(self._retired.items())}
+        for slot in list(self._slots.values()):
             total = totals.setdefault(slot.engine.transport.ifname, EngineStats())
             _add(total, slot.engine.stats)
         return totals

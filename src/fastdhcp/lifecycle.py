@@ -31,6 +31,7 @@ from .events import lease_event
 from .lease import Lease
 from .metrics import METRICS
 from .store import Store
+from .writer import GroupWriter
 
 _log = logging.getLogger(__name__)
 
@@ -85,8 +86,10 @@ class LeaseKeeper:
         config: KeeperConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        writer: GroupWriter | None = None,
     ) -> None:
         self.store = store
+        self._writer = writer  # renewals are written through it, grouped, off the loop
         self.config = config or KeeperConfig()
         self.stats = KeeperStats()
         self._engine_for = engine_for  # pool id -> the engine of its interface
@@ -251,7 +254,7 @@ class LeaseKeeper:
         if self._released(lease):
             return
         METRICS.renew_seconds.labels(phase).observe(time.perf_counter() - started)
-        self._save(pool_id, renewed)
+        await self._save(pool_id, renewed)
         if rebinding:
             self.stats.rebound += 1
         else:
@@ -325,7 +328,7 @@ class LeaseKeeper:
             return
         self.stats.reacquired += 1
         lease_event("reacquired", fresh.mac, fresh.address, fresh.server_id)
-        self._save(pool_id, fresh)
+        await self._save(pool_id, fresh)
         self.track(fresh, first=False)
 
     def _released(self, lease: Lease) -> bool:
@@ -333,8 +336,11 @@ class LeaseKeeper:
         held = self.store.lease_by_address(str(lease.address))
         return held is None or held[1].mac != lease.mac
 
-    def _save(self, pool_id: str, lease: Lease) -> None:
+    async def _save(self, pool_id: str, lease: Lease) -> None:
         try:
-            self.store.put_lease(pool_id, lease)
+            if self._writer is not None:
+                await self._writer.put_lease(pool_id, lease)
+            else:
+                self.store.put_lease(pool_id, lease)
         except StoreError as exc:
             _log.error("cannot record the renewal of %s: %s", lease.address, exc)

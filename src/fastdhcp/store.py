@@ -6,8 +6,12 @@ RequestPool carries the user's options (DOCKER-IPAM-NOTES.md). So every pool and
 every lease the plugin holds is written here before Docker hears about it, and a
 restarted plugin finds each lease by its address.
 
-The store is synchronous and every call is short; asyncio callers run it with
-``asyncio.to_thread``. One connection serves all threads, behind one lock.
+The store is synchronous. Writes go through one connection behind one lock;
+``batch()`` makes every write a thread makes inside it one transaction (one
+fsync), which ``writer.GroupWriter`` uses to commit the event loop's writes in
+groups off the loop. Reads go through a second connection with its own lock: in
+WAL mode a reader never waits for the writer, so a read on the event loop is
+never stuck behind an fsync.
 """
 
 from __future__ import annotations
@@ -188,9 +192,20 @@ class Store:
     """Pools and leases in ``<state_dir>/leases.sqlite3``. Create it with
     :meth:`open`; every mutating call has committed when it returns."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        readonly: bool,
+        reader: sqlite3.Connection | None = None,
+    ) -> None:
         self._conn: sqlite3.Connection | None = conn
-        self._lock = threading.Lock()
+        # Reentrant: a write inside batch() takes it again on the same thread.
+        self._lock = threading.RLock()
+        self._batching = False  # set only by the thread holding _lock
+        # Reads: their own connection and lock (the writer's, for a read-only store).
+        self._reader: sqlite3.Connection | None = reader
+        self._read_lock = threading.Lock() if reader is not None else self._lock
         self.path = path
         self.readonly = readonly
         # Told the seconds each committed write took (metrics: store write latency).
@@ -210,28 +225,26 @@ class Store:
         else:
             _prepare_files(Path(state_dir), path)
             target, uri = str(path), False
-        try:
-            conn = sqlite3.connect(
-                target,
-                uri=uri,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the lease store: {exc}") from exc
+        conn = _connect(target, uri, path)
+        reader = None
         try:
             _check_and_migrate(conn, path, readonly)
+            if not readonly:
+                reader = _connect(target, uri, path)
+                reader.execute("PRAGMA query_only = ON")
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, readonly)
+        return cls(conn, path, readonly, reader)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def __enter__(self) -> Self:
         return self
@@ -470,11 +483,41 @@ class Store:
     def _read(
         self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
     ) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._read_lock:
+            conn = self._reader if self._reader is not None else self._connection()
             try:
-                return self._connection().execute(sql, params).fetchall()
+                return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for every write this thread makes in the block: it
+        commits (one fsync) when the block ends, or rolls back if the block
+        raises. A write that fails inside undoes only itself (a savepoint), and
+        raises as usual; the others still commit."""
+        with self._lock:
+            conn = self._connection()
+            if self.readonly:
+                raise StoreError(f"{self.path}: cannot write: the store is open read-only")
+            if self._batching:
+                raise RuntimeError("Store.batch() does not nest")
+            started = time.perf_counter()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._batching = True
+                yield
+                self._batching = False
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._batching = False
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: cannot commit: {exc}") from exc
+                raise
+            if self.on_write is not None:
+                self.on_write(time.perf_counter() - started)
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -485,6 +528,10 @@ class Store:
             conn = self._connection()
             if self.readonly:
                 raise StoreError(f"{self.path}: cannot {what}: the store is open read-only")
+            if self._batching:
+                with self._savepoint(conn, what):
+                    yield conn
+                return
             started = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -498,6 +545,33 @@ class Store:
                 raise
             if self.on_write is not None:
                 self.on_write(time.perf_counter() - started)
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
+        """One write inside batch(): undone alone if it fails."""
+        conn.execute("SAVEPOINT one_write")
+        try:
+            yield
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO one_write")
+            conn.execute("RELEASE one_write")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
+            raise
+        conn.execute("RELEASE one_write")
+
+
+def _connect(target: str, uri: bool, path: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(
+            target,
+            uri=uri,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the lease store: {exc}") from exc
 
 
 def prepare_state_dir(state_dir: Path) -> None:

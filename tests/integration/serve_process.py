@@ -25,10 +25,12 @@ class Serve:
         self.state_dir = state_dir
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []  # more serve options (--metrics ...)
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
-                "--socket", str(self.socket), "--state-dir", str(self.state_dir)]  # fmt: skip
+                "--socket", str(self.socket), "--state-dir", str(self.state_dir),
+                *self.extra_args]  # fmt: skip
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 

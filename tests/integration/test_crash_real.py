@@ -10,7 +10,9 @@ Docker saw is held and renewed, every acquisition Docker saw fail is either held
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import time
 from pathlib import Path
 
 import aiohttp
@@ -26,10 +28,39 @@ pytestmark = pytest.mark.root
 
 ACQUISITIONS = 1000
 KILL_AFTER = 250  # successes seen before the SIGKILL
+# x86-64 syscall numbers: SQLite syncs its WAL with fdatasync (or fsync).
+SYNC_SYSCALLS = {"74", "75"}
 
 
-async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[str, str | None]:
-    """Every MAC's RequestAddress at once; SIGKILL once KILL_AFTER have succeeded.
+def kill_during_sync(pid: int, within: float = 5.0) -> bool:
+    """SIGKILL ``pid`` while one of its threads is inside fsync/fdatasync: in the
+    middle of a group commit. True if it was caught there, False if the time ran
+    out first (it is killed anyway)."""
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{task}/syscall") as current:
+                        number = current.read().split(" ", 1)[0]
+                except OSError:
+                    continue
+                if number in SYNC_SYSCALLS:
+                    os.kill(pid, signal.SIGKILL)
+                    return True
+        return False
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def _burst_then_kill(
+    serve: Serve, pool_id: str, macs: list[str], in_sync: bool, caught: list[bool]
+) -> dict[str, str | None]:
+    """Every MAC's RequestAddress at once; SIGKILL once KILL_AFTER have succeeded
+    (``in_sync``: at the first moment after that when serve is inside an fsync).
     Returns what each caller saw: the address, or None (an error or a broken
     connection)."""
     seen: dict[str, str | None] = {}
@@ -47,6 +78,8 @@ async def _burst_then_kill(serve: Serve, pool_id: str, macs: list[str]) -> dict[
             before_kill.append(f"{mac}: {status} {reply}")
         seen[mac] = reply["Address"].split("/")[0] if status == 200 else None
         if sum(1 for address in seen.values() if address) == KILL_AFTER:
+            if in_sync and serve.proc is not None:
+                caught.append(kill_during_sync(serve.proc.pid))
             serve.kill()
 
     async with serve.session() as session:
@@ -72,9 +105,10 @@ def _stored(state_dir: Path) -> tuple[dict[str, str], int]:
         return leases, len(store.pending())
 
 
+@pytest.mark.parametrize("in_sync", [False, True], ids=["after-250", "inside-a-commit"])
 def test_sigkill_during_1000_acquisitions_then_restart(
     segment: lab.Segment, require: object, serve: Serve, request: pytest.FixtureRequest,
-    tmp_path: Path,
+    tmp_path: Path, in_sync: bool,
 ) -> None:  # fmt: skip
     lab_pytest.require_binaries("integration lab", "kea-dhcp4")
     # T1 of 8 s: renewals are seen within the test; the lease outlives it all.
@@ -86,8 +120,11 @@ def test_sigkill_during_1000_acquisitions_then_restart(
         serve.start()
         pool_id = asyncio.run(request_pool(serve, segment.host_if))
         macs = [random_mac().hex(":") for _ in range(ACQUISITIONS)]
-        seen = asyncio.run(_burst_then_kill(serve, pool_id, macs))
+        caught: list[bool] = []
+        seen = asyncio.run(_burst_then_kill(serve, pool_id, macs, in_sync, caught))
         assert serve.proc is not None and serve.proc.returncode == -signal.SIGKILL
+        # The group commit's fsync was in progress when the kill landed.
+        assert caught == ([True] if in_sync else []), caught
         succeeded = {mac: address for mac, address in seen.items() if address}
         failed = [mac for mac, address in seen.items() if not address]
         assert len(succeeded) >= KILL_AFTER and failed, "the kill must land mid-burst"

@@ -38,6 +38,7 @@ from ..lease import Lease
 from ..lifecycle import KeeperConfig, LeaseKeeper
 from ..metrics import METRICS
 from ..store import PendingRequest, PoolRecord, Store
+from ..writer import GroupWriter
 from . import options as pool_options
 
 _log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class Driver:
         self._probers: dict[str, ArpProber] = {}
         self._host_networks = host_networks
         self._engines = EngineRegistry(open_engine, self.config.engine)
+        self._group_writer: GroupWriter | None = None  # made on the loop, when first needed
         # One exchange per MAC: a retried or concurrent request joins it.
         self._acquiring: dict[tuple[str, bytes], asyncio.Future[Lease]] = {}
         # RequestPool calls recently answered, for Docker's overlap loop.
@@ -164,7 +166,9 @@ class Driver:
         every lease in the store; returns how many are held."""
         for request in self.store.pending():
             await self._settle(request, "an earlier run stopped before its ACK")
-        self.keeper = LeaseKeeper(self.store, self._engine_for_pool, self.config.keeper)
+        self.keeper = LeaseKeeper(
+            self.store, self._engine_for_pool, self.config.keeper, writer=self._writer()
+        )
         return self.keeper.load()
 
     async def _settle(self, request: PendingRequest, why: str) -> None:
@@ -193,11 +197,17 @@ class Driver:
                     request.mac.hex(":"),
                     exc,
                 )
-        self._drop_pending(request.pool_id, request.mac)
+        await self._drop_pending(request.pool_id, request.mac)
 
-    def _drop_pending(self, pool_id: str, mac: bytes) -> None:
+    def _writer(self) -> GroupWriter:
+        """The store's writes from the loop: off it, and committed in groups."""
+        if self._group_writer is None:
+            self._group_writer = GroupWriter(self.store)
+        return self._group_writer
+
+    async def _drop_pending(self, pool_id: str, mac: bytes) -> None:
         try:
-            self.store.remove_pending(pool_id, mac)
+            await self._writer().remove_pending(pool_id, mac)
         except StoreError as exc:  # the next start settles it again: a spare RELEASE
             _log.error("cannot clear the pending request of %s: %s", mac.hex(":"), exc)
 
@@ -215,6 +225,8 @@ class Driver:
         if self.keeper is not None:
             await self.keeper.close()
         self._engines.close()
+        if self._group_writer is not None:
+            await self._group_writer.close()
         for prober in self._probers.values():
             prober.close()
         self._probers.clear()
@@ -506,7 +518,7 @@ class Driver:
             )
             conflicts.append(conflict)
             await self._decline(engine, candidate)
-            self._drop_pending(pool.pool_id, mac)  # declined: the server holds nothing for us
+            await self._drop_pending(pool.pool_id, mac)  # declined: the server holds nothing for us
             if wanted is not None:
                 raise IpamError(
                     f"--ip {wanted} is already in use on {pool.interface}: {conflict}; "
@@ -526,10 +538,11 @@ class Driver:
                 status=409,
             )
         try:
-            self.store.put_lease(pool.pool_id, lease)  # committed before Docker hears of it
+            # Durable before Docker hears of it (the future resolves after COMMIT).
+            await self._writer().put_lease(pool.pool_id, lease)
         except StoreError as exc:
             await engine.release(lease)
-            self._drop_pending(pool.pool_id, mac)
+            await self._drop_pending(pool.pool_id, mac)
             raise IpamError(
                 f"cannot record the lease for {mac.hex(':')}: {exc}", status=500
             ) from None
@@ -551,13 +564,22 @@ class Driver:
         wanted = params.get("requested_ip")
         requested: list[PendingRequest] = []
 
-        def record_request(address: IPv4Address, server: IPv4Address, server_mac: bytes) -> None:
-            # Committed before the REQUEST goes out: see store.MIGRATIONS[2].
+        def record_request(
+            address: IPv4Address, server: IPv4Address, server_mac: bytes
+        ) -> asyncio.Future[None]:
+            # Durable before the REQUEST goes out (the engine waits for it): see
+            # store.MIGRATIONS[2].
             request = PendingRequest(
                 pool.pool_id, mac, address, server, server_mac, params.get("client_id")
             )
-            self.store.put_pending(request)
-            requested.append(request)
+            written = self._writer().put_pending(request)
+
+            def recorded(future: asyncio.Future[None]) -> None:
+                if not future.cancelled() and future.exception() is None:
+                    requested.append(request)
+
+            written.add_done_callback(recorded)
+            return written
 
         try:
             try:
@@ -605,7 +627,7 @@ class Driver:
             return await prober.probe(lease.address, opts.conflict_wait)
         except (FastDHCPError, OSError) as exc:
             await engine.release(lease)
-            self._drop_pending(pool_id, lease.mac)
+            await self._drop_pending(pool_id, lease.mac)
             raise IpamError(
                 f"conflict_check=arp could not probe {lease.address} on {opts.interface} "
                 f"({exc}); released the lease",
@@ -646,7 +668,7 @@ class Driver:
         not_recorded: StoreError | None = None
         request = None
         try:
-            request = self.store.begin_release(address)
+            request = await self._writer().begin_release(address)
         except StoreError as exc:
             not_recorded = exc
         if self.keeper is not None:
@@ -666,7 +688,7 @@ class Driver:
                 status=500,
             )
         if request is not None:
-            self._drop_pending(request.pool_id, request.mac)
+            await self._drop_pending(request.pool_id, request.mac)
         return {}
 
     # -- helpers ------------------------------------------------------------------------------
