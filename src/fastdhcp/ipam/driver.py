@@ -159,6 +159,9 @@ class Driver:
         self._acquiring: dict[tuple[str, bytes], asyncio.Future[Lease]] = {}
         # RequestPool calls recently answered, for Docker's overlap loop.
         self._recent_pools: dict[str, tuple[str, float]] = {}
+        # Stored pools, read once and kept parsed: a pool never changes after
+        # RequestPool, and this serve is the store's one owner (owner.py).
+        self._pools: dict[str, tuple[PoolRecord, pool_options.PoolOptions, IPv4Network]] = {}
         self.keeper: LeaseKeeper | None = None
 
     async def start(self) -> int:
@@ -212,8 +215,7 @@ class Driver:
             _log.error("cannot clear the pending request of %s: %s", mac.hex(":"), exc)
 
     async def _engine_for_pool(self, pool_id: str) -> Engine:
-        pool = self._pool(pool_id)
-        opts = pool_options.parse(pool.options)
+        _, opts, _ = self._pool_facts(pool_id)
         try:
             return await self._engines.for_pool(pool_id, opts)
         except InterfaceError as exc:
@@ -396,6 +398,7 @@ class Driver:
         for key, (recent_id, _) in list(self._recent_pools.items()):
             if recent_id == pool_id:
                 del self._recent_pools[key]
+        self._pools.pop(pool_id, None)
         self._engines.release_pool(pool_id)
         _log.info("pool %s released", pool_id)
         return {}
@@ -407,8 +410,7 @@ class Driver:
         wanted_text = _field(body, "Address", str, "")
         wanted = _address_only(wanted_text, "Address") if wanted_text else None
         options = _options(body)
-        pool = self._pool(pool_id)
-        subnet = IPv4Network(pool.subnet)
+        pool, _, subnet = self._pool_facts(pool_id)
 
         if options.get(REQUEST_TYPE_OPTION) == GATEWAY_TYPE:
             return {"Address": self._gateway(pool, subnet, wanted), "Data": {}}
@@ -470,7 +472,7 @@ class Driver:
     async def _acquire(
         self, pool: PoolRecord, mac: bytes, wanted: IPv4Address | None, options: Mapping[str, str]
     ) -> Lease:
-        opts = pool_options.parse(pool.options)
+        _, opts, subnet = self._pool_facts(pool.pool_id)
         engine = await self._engine_for_pool(pool.pool_id)
         endpoint = options.get(ENDPOINT_NAME_OPTION) or None
         client_id = None
@@ -494,7 +496,7 @@ class Driver:
                 hostname=hostname,
                 vendor_class=opts.vendor_class,
                 requested_ip=wanted,
-                subnet=IPv4Network(pool.subnet),
+                subnet=subnet,
                 timeout=remaining,
             )
             conflict = None
@@ -715,6 +717,14 @@ class Driver:
         return lease
 
     def _pool(self, pool_id: str) -> PoolRecord:
+        return self._pool_facts(pool_id)[0]
+
+    def _pool_facts(self, pool_id: str) -> tuple[PoolRecord, pool_options.PoolOptions, IPv4Network]:
+        """The stored pool, its parsed options and its subnet (kept after the
+        first read); IpamError 404 for a pool the store does not hold."""
+        facts = self._pools.get(pool_id)
+        if facts is not None:
+            return facts
         pool = self.store.get_pool(pool_id)
         if pool is None:
             raise IpamError(
@@ -722,7 +732,12 @@ class Driver:
                 "(or its state dir was reset); recreate the network",
                 status=404,
             )
-        return pool
+        facts = self._pools[pool_id] = (
+            pool,
+            pool_options.parse(pool.options),
+            IPv4Network(pool.subnet),
+        )
+        return facts
 
     def _check_interface(self, ifname: str) -> None:
         try:
