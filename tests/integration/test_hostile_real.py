@@ -558,16 +558,20 @@ def _flooded_acquire(env: Hostile, count: int) -> tuple[int, int, str, Any]:
 def test_a_flood_keeps_memory_flat_and_errors_short(env: Hostile) -> None:
     small_peak, small_frames, small_text, _ = _flooded_acquire(env, 1_000)
     big_peak, big_frames, big_text, stats = _flooded_acquire(env, 100_000)
-    # The kernel drops part of a flood when the engine's socket buffer is full
-    # (with tracemalloc on, the engine takes 10,000 to 25,000 frames/s here):
-    # what matters is how many the engine itself processed. Measured: the
-    # engine before the fix grew ~45 B per frame (+2.8 MB after 64,000 frames).
-    assert big_frames >= 25_000, f"only {big_frames} flood frames reached the engine"
-    assert small_frames >= 300
+    # The kernel drops part of a flood when the engine's socket buffer is full:
+    # what matters is how many frames the engine itself took. With tracemalloc
+    # on, that is 10,000 to 25,000 frames/s with the compiled codec, and a few
+    # thousand with the pure-Python one (CI's second leg), or on a busy machine.
+    # The engine before the fix kept about 45 B per frame: the bound below, 8 B
+    # per frame beyond the small flood's plus 64 KiB of noise, fails it from
+    # about 2,000 frames on; the engine now keeps nothing per frame.
+    assert big_frames >= 4_000, f"only {big_frames} flood frames reached the engine"
+    assert small_frames >= 100
     growth = big_peak - small_peak
-    assert growth < 256 * 1024, (
+    bound = 64 * 1024 + 8 * (big_frames - small_frames)
+    assert growth < bound, (
         f"traced peak {small_peak} B after {small_frames} frames, {big_peak} B after "
-        f"{big_frames} frames: +{growth} B"
+        f"{big_frames} frames: +{growth} B (bound {bound} B)"
     )
     for text in (small_text, big_text):
         assert len(text) <= MAX_ERROR, f"error of {len(text)} characters: {text[:300]}..."
