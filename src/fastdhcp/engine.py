@@ -606,8 +606,9 @@ class Engine:
     ) -> _Ignored | None:
         offered = offer.yiaddr
         problem = sanity.addressing_problem(offer, server, exchange.subnet)
-        if problem is None and offer.lease_time is not None:
-            problem = sanity.lease_time_problem(offer.lease_time, self.config.min_lease_time)
+        lease_time = offer.lease_time
+        if problem is None and lease_time is not None:
+            problem = sanity.lease_time_problem(lease_time, self.config.min_lease_time)
         if problem is not None:
             return "unusable", f"DHCPOFFER of {offered} from {server}: {problem}"
         exchange.answers.add(f"DHCPOFFER from {server}")

@@ -58,9 +58,10 @@ class EngineRegistry:
 
     async def for_pool(self, pool_id: str, opts: PoolOptions) -> Engine:
         """The engine of a stored pool, opened if needed; the pool holds it."""
-        slot = await self._slot(_key(opts), opts)
+        key = _key(opts)
+        slot = await self._slot(key, opts)
         slot.pools.add(pool_id)
-        self._pool_keys[pool_id] = _key(opts)
+        self._pool_keys[pool_id] = key
         return slot.engine
 
     @contextlib.asynccontextmanager

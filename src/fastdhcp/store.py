@@ -497,54 +497,52 @@ class Store:
         raises. A write that fails inside undoes only itself (a savepoint), and
         raises as usual; the others still commit."""
         with self._lock:
-            conn = self._connection()
-            if self.readonly:
-                raise StoreError(f"{self.path}: cannot write: the store is open read-only")
+            conn = self._writable("write")
             if self._batching:
                 raise RuntimeError("Store.batch() does not nest")
-            started = time.perf_counter()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._transaction(conn, "commit"):
                 self._batching = True
-                yield
-                self._batching = False
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                self._batching = False
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: cannot commit: {exc}") from exc
-                raise
-            if self.on_write is not None:
-                self.on_write(time.perf_counter() - started)
+                try:
+                    yield
+                finally:
+                    self._batching = False  # before the COMMIT, whatever happens
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed before the caller returns. BEGIN
-        IMMEDIATE takes the write lock first, so the checks made inside it hold
-        until COMMIT."""
+        """One write transaction, committed before the caller returns (inside
+        batch(), a savepoint of the batch's transaction)."""
         with self._lock:
-            conn = self._connection()
-            if self.readonly:
-                raise StoreError(f"{self.path}: cannot {what}: the store is open read-only")
+            conn = self._writable(what)
             if self._batching:
                 with self._savepoint(conn, what):
                     yield conn
-                return
-            started = time.perf_counter()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
-                raise
-            if self.on_write is not None:
-                self.on_write(time.perf_counter() - started)
+            else:
+                with self._transaction(conn, what):
+                    yield conn
+
+    def _writable(self, what: str) -> sqlite3.Connection:
+        conn = self._connection()
+        if self.readonly:
+            raise StoreError(f"{self.path}: cannot {what}: the store is open read-only")
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back if the block raises. IMMEDIATE
+        takes the write lock first, so the checks made inside hold until COMMIT."""
+        started = time.perf_counter()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
+            raise
+        if self.on_write is not None:
+            self.on_write(time.perf_counter() - started)
 
     @contextmanager
     def _savepoint(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
