@@ -58,6 +58,7 @@ __all__ = [
 # Layout constants; their citations are in spec.py, and a test compares the two.
 cdef enum:
     OFF_CHADDR = 28
+    CHADDR_LEN = 16
     OFF_SNAME = 44
     SNAME_LEN = 64
     OFF_FILE = 108
@@ -289,6 +290,36 @@ cdef object _unbuilt(str what):
     return TypeError(f"this {what} was never built: make one with {how}")
 
 
+cdef inline object _u_arg(object value, object limit, int bits, str field):
+    # An exact int (not bool, not a subclass) in 0..limit, as coerce_u accepts.
+    if type(value) is int and 0 <= <object>value <= limit:
+        return value
+    return coerce_u(value, bits, field)
+
+
+cdef inline object _address_arg(object value, str field):
+    if type(value) is int and 0 <= <object>value <= 0xFFFFFFFF:
+        return value
+    if type(value) is IPv4Address:
+        return value._ip
+    return coerce_ip(value, field)
+
+
+cdef dict _options_arg(object options):
+    """coerce_options, with a dict of int codes and bytes values read in C."""
+    cdef dict result
+    if type(options) is not dict:
+        return coerce_options(options)
+    result = {}
+    for code, value in (<dict>options).items():
+        if (type(value) is not bytes or not isinstance(code, int) or type(code) is bool
+                or not (OPT_PAD < code < OPT_END) or code == OPT_OVERLOAD
+                or PyBytes_GET_SIZE(value) >= (1 << 30)):
+            return coerce_options(options)  # the unusual case, and every error
+        result[int(code)] = value
+    return result
+
+
 cdef class _MessageCore:
     """Storage for a message. ``Message`` adds the shared typed accessors."""
 
@@ -314,21 +345,27 @@ cdef class _MessageCore:
     def __init__(self, *, op=1, htype=1, hlen=None, hops=0, xid=0, secs=0, flags=0,
                  ciaddr=0, yiaddr=0, siaddr=0, giaddr=0, chaddr=b"", sname=b"", file=b"",
                  options=None):
+        # Each argument is checked in C when it has the usual type and is in
+        # range (a client builds two messages per lease), else by _message's
+        # coerce_* functions, which raise the same errors as _codec_py.
         self._buf = None
-        self._op = coerce_op(op)
-        self._htype = coerce_u(htype, 8, "htype")
-        self._chaddr, self._hlen = coerce_chaddr(chaddr, hlen)
-        self._hops = coerce_u(hops, 8, "hops")
-        self._xid = coerce_u(xid, 32, "xid")
-        self._secs = coerce_u(secs, 16, "secs")
-        self._flags = coerce_u(flags, 16, "flags")
-        self._ciaddr = coerce_ip(ciaddr, "ciaddr")
-        self._yiaddr = coerce_ip(yiaddr, "yiaddr")
-        self._siaddr = coerce_ip(siaddr, "siaddr")
-        self._giaddr = coerce_ip(giaddr, "giaddr")
-        self._sname = coerce_sname(sname)
-        self._file = coerce_file(file)
-        self._optdict = coerce_options(options)
+        self._op = coerce_op(op) if not (type(op) is int and (op == 1 or op == 2)) else op
+        self._htype = _u_arg(htype, 0xFF, 8, "htype")
+        if hlen is None and type(chaddr) is bytes and PyBytes_GET_SIZE(chaddr) <= CHADDR_LEN:
+            self._chaddr, self._hlen = chaddr, PyBytes_GET_SIZE(chaddr)
+        else:
+            self._chaddr, self._hlen = coerce_chaddr(chaddr, hlen)
+        self._hops = _u_arg(hops, 0xFF, 8, "hops")
+        self._xid = _u_arg(xid, 0xFFFFFFFF, 32, "xid")
+        self._secs = _u_arg(secs, 0xFFFF, 16, "secs")
+        self._flags = _u_arg(flags, 0xFFFF, 16, "flags")
+        self._ciaddr = _address_arg(ciaddr, "ciaddr")
+        self._yiaddr = _address_arg(yiaddr, "yiaddr")
+        self._siaddr = _address_arg(siaddr, "siaddr")
+        self._giaddr = _address_arg(giaddr, "giaddr")
+        self._sname = b"" if type(sname) is bytes and not sname else coerce_sname(sname)
+        self._file = b"" if type(file) is bytes and not file else coerce_file(file)
+        self._optdict = _options_arg(options)
         self._options = MappingProxyType(self._optdict)
 
     cdef inline int _built(self) except -1:

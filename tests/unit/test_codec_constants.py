@@ -19,6 +19,7 @@ PYX = Path(__file__).resolve().parents[2] / "src" / "fastdhcp" / "_codec.pyx"
 # _codec.pyx name -> spec.py's value
 EXPECTED: dict[str, int] = {
     "OFF_CHADDR": spec.OFF_CHADDR,
+    "CHADDR_LEN": spec.CHADDR_LEN,
     "OFF_SNAME": spec.OFF_SNAME,
     "SNAME_LEN": spec.SNAME_LEN,
     "OFF_FILE": spec.OFF_FILE,
