@@ -145,6 +145,8 @@ cdef class RawSocket:
         cdef const uint8_t **pointers
         cdef uint32_t *lengths
         cdef int sent
+        cdef int ifindex = self.ifindex
+        cdef uint16_t ethertype
         if n == 0:
             return 0
         if n > FD_MAX_BATCH:
@@ -160,9 +162,12 @@ cdef class RawSocket:
                     raise TypeError("frames must be bytes")
                 pointers[i] = <const uint8_t *>PyBytes_AS_STRING(frame)
                 lengths[i] = <uint32_t>PyBytes_GET_SIZE(frame)
-            # `frames` keeps every bytes object alive while the kernel reads them.
-            sent = fd_send_batch(fd, self.ifindex, self._ethertype, pointers, lengths,
-                                 <unsigned>n)
+            # `frames` keeps every bytes object alive while the kernel reads them,
+            # and the pointer arrays are this call's own: the GIL can go. A send
+            # on a veth runs the peer's receive path too, so it is not short.
+            ethertype = self._ethertype
+            with nogil:
+                sent = fd_send_batch(fd, ifindex, ethertype, pointers, lengths, <unsigned>n)
         finally:
             PyMem_Free(pointers)
             PyMem_Free(lengths)
