@@ -43,6 +43,9 @@ def lease_event(
     if event not in LEASE_EVENTS:
         raise ValueError(f"unknown lease event {event!r}")
     METRICS.count(event)
+    level = _LEVELS.get(event, logging.INFO)
+    if not _log.isEnabledFor(level):
+        return  # the default level (warning) logs no routine event: count only
     fields: dict[str, Any] = {
         "event": event,
         "mac": mac.hex(":"),
@@ -50,9 +53,6 @@ def lease_event(
         "server": None if server is None else str(server),
         **detail,
     }
-    level = _LEVELS.get(event, logging.INFO)
-    if not _log.isEnabledFor(level):
-        return
     text = message or " ".join(
         f"{key}={value}" for key, value in fields.items() if value is not None
     )

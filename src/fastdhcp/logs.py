@@ -8,10 +8,28 @@ import logging
 import time
 from typing import Any
 
-__all__ = ["FORMATS", "JsonFormatter", "configure"]
+__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "configure"]
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, with the date and time formatted once a second, not once a
+    line: a busy serve logs a line per lease. Handlers format under their lock,
+    so the cache is never written by two threads at once."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"  # as logging.Formatter's default
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,9 +57,15 @@ def configure(level: str, fmt: str = "text") -> None:
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Neither format shows the caller, thread or process, and a busy daemon logs a
+    # line per lease: skip gathering them ("Optimization" in Python's Logging HOWTO).
+    logging._srcfile = None  # no stack walk per record
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

@@ -97,9 +97,15 @@ class Metrics:
             registry=self.registry,
         )
         self._collector: _StateCollector | None = None
+        self._event_children: dict[str, Any] = {}
 
     def count(self, event: str) -> None:
-        self.lease_events.labels(event).inc()
+        # One labelled child per event, looked up once: labels() takes a lock
+        # and builds a key on every call, and every lease counts an event.
+        child = self._event_children.get(event)
+        if child is None:
+            child = self._event_children[event] = self.lease_events.labels(event)
+        child.inc()
 
     def watch(self, lease_counts: LeaseCounts, engine_stats: EngineStatsByInterface) -> None:
         """Read the leases held and the packet counters at each scrape."""
