@@ -138,8 +138,8 @@ async def _serve(
         "fastdhcp serving on %s, state in %s (%d pools, %d leases)",
         socket_path,
         state_dir,
-        len(store.pools()),
-        len(store.leases()),
+        len(driver.service.book.pools()),
+        len(driver.service.book),
     )
     if ready is not None:
         ready.set()

@@ -77,13 +77,36 @@ class AddressRefusedError(ProtocolError):
 
 
 class IpamError(FastDHCPError):
-    """A Docker IPAM request that fastdhcp refuses; the message is what the user
-    sees in ``docker network create`` or ``docker run``, so it says what to do.
-    ``status`` is the HTTP status the plugin answers with."""
+    """A Docker IPAM request that fastdhcp refuses as asked; the message is what
+    the user sees in ``docker network create`` or ``docker run``, so it says what
+    to do. The subclasses say why; the HTTP layer (ipam/http.py) alone turns each
+    into a status code."""
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UnknownPoolError(IpamError):
+    """The request names a pool this fastdhcp does not hold."""
+
+
+class UnsupportedMediaError(IpamError):
+    """The request's body is not JSON."""
+
+
+class InUseError(IpamError):
+    """The address is taken, refused, or still in use (the request conflicts
+    with the state of the network or of the server)."""
+
+
+class ServerFailedError(IpamError):
+    """The DHCP side failed: a reply that cannot be used, or a probe that could
+    not be sent."""
+
+
+class ServerTimeoutError(IpamError):
+    """No DHCP server answered in time."""
+
+
+class NotRecordedError(IpamError):
+    """The store could not record what the request needs recorded."""
 
 
 class StoreError(FastDHCPError):

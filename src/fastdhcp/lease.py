@@ -10,10 +10,11 @@ from typing import Any
 from .spec import INFINITE_LEASE, T1_FACTOR, T2_FACTOR
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lease:
     """One bound address. Times are wall-clock seconds since the epoch, so that a
-    lease stored before a restart still means the same thing after it."""
+    lease stored before a restart still means the same thing after it. Slotted:
+    serve keeps every lease it holds in memory (book.py)."""
 
     mac: bytes
     address: IPv4Address

@@ -17,7 +17,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
+from .book import Book
 from .engine import Engine
 from .errors import (
     AddressRefusedError,
@@ -30,8 +32,6 @@ from .errors import (
 from .events import lease_event
 from .lease import Lease
 from .metrics import METRICS
-from .store import Store
-from .writer import GroupWriter
 
 _log = logging.getLogger(__name__)
 
@@ -77,19 +77,17 @@ EngineFor = Callable[[str], Awaitable[Engine]]
 
 
 class LeaseKeeper:
-    """Renews every lease in the store at its due time."""
+    """Renews every lease in the book at its due time."""
 
     def __init__(
         self,
-        store: Store,
+        book: Book,
         engine_for: EngineFor,
         config: KeeperConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        writer: GroupWriter | None = None,
     ) -> None:
-        self.store = store
-        self._writer = writer  # renewals are written through it, grouped, off the loop
+        self.book = book  # renewals are read from it and written through it
         self.config = config or KeeperConfig()
         self.stats = KeeperStats()
         self._engine_for = engine_for  # pool id -> the engine of its interface
@@ -98,33 +96,33 @@ class LeaseKeeper:
         self._rng = random.Random()
         # (due wall-clock time, sequence, address); stale entries are skipped by
         # comparing with _due, which holds each address's one live due time.
-        self._heap: list[tuple[float, int, str]] = []
-        self._due: dict[str, float] = {}
+        self._heap: list[tuple[float, int, IPv4Address]] = []
+        self._due: dict[IPv4Address, float] = {}
         self._sequence = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0  # the due time _timer fires for
         self._working: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- what the driver tells it --------------------------------------------------------
 
     def load(self) -> int:
-        """Track every lease in the store (start-up); returns how many."""
-        leases = self.store.leases()
-        for _, lease in leases:
+        """Track every lease in the book (start-up); returns how many."""
+        for _, lease in self.book.leases():
             self.track(lease)
-        return len(leases)
+        return len(self.book)
 
     def track(self, lease: Lease, *, first: bool = True) -> None:
         """Schedule the lease's next renewal (an infinite lease needs none)."""
         if lease.renew_at is None:
-            self.forget(str(lease.address))
+            self.forget(lease.address)
             return
         due = lease.renew_at
         if first:
             due -= self._rng.uniform(0.0, self.config.jitter * lease.t1)
-        self._schedule(str(lease.address), due)
+        self._schedule(lease.address, due)
 
-    def forget(self, address: str) -> None:
+    def forget(self, address: IPv4Address) -> None:
         self._due.pop(address, None)
 
     @property
@@ -142,7 +140,7 @@ class LeaseKeeper:
 
     # -- the timer ---------------------------------------------------------------------------
 
-    def _schedule(self, address: str, due: float) -> None:
+    def _schedule(self, address: IPv4Address, due: float) -> None:
         self._due[address] = due
         self._sequence += 1
         heapq.heappush(self._heap, (due, self._sequence, address))
@@ -153,10 +151,13 @@ class LeaseKeeper:
             heapq.heappop(self._heap)  # forgotten or rescheduled
         if self._closed or not self._heap or len(self._working) >= self.config.max_working:
             return  # nothing due, or every slot is busy: _finished() re-arms
-        delay = max(0.0, self._heap[0][0] - self._clock())
+        head = self._heap[0][0]
         if self._timer is not None:
+            if self._armed_for <= head:
+                return  # armed already for this due time or an earlier one: _fire re-arms
             self._timer.cancel()
-        self._timer = self._loop.call_later(delay, self._fire)
+        self._armed_for = head
+        self._timer = self._loop.call_later(max(0.0, head - self._clock()), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
@@ -181,13 +182,8 @@ class LeaseKeeper:
 
     # -- one lease ---------------------------------------------------------------------------
 
-    async def _keep(self, address: str) -> None:
-        try:
-            held = self.store.lease_by_address(address)
-        except StoreError as exc:
-            _log.error("cannot read the lease on %s: %s; trying again later", address, exc)
-            self._schedule(address, self._clock() + self.config.retry_floor)
-            return
+    async def _keep(self, address: IPv4Address) -> None:
+        held = self.book.lease_at(address)
         if held is None:
             return  # released meanwhile
         pool_id, lease = held
@@ -277,14 +273,14 @@ class LeaseKeeper:
         if expires is None or rebind_at is None:
             return
         if started is not None and self._phase(lease, started) < self._phase(lease, now):
-            self._schedule(str(lease.address), now)
+            self._schedule(lease.address, now)
             return
         if now >= expires:  # lost: keep asking, at the floor's pace
-            self._schedule(str(lease.address), now + self.config.retry_floor)
+            self._schedule(lease.address, now + self.config.retry_floor)
             return
         boundary = rebind_at if now < rebind_at else expires
         wait = max((boundary - now) / 2, self.config.retry_floor)
-        self._schedule(str(lease.address), min(now + wait, boundary))
+        self._schedule(lease.address, min(now + wait, boundary))
 
     @staticmethod
     def _phase(lease: Lease, when: float) -> int:
@@ -333,14 +329,11 @@ class LeaseKeeper:
 
     def _released(self, lease: Lease) -> bool:
         """Docker released the address while the exchange ran."""
-        held = self.store.lease_by_address(str(lease.address))
+        held = self.book.lease_at(lease.address)
         return held is None or held[1].mac != lease.mac
 
     async def _save(self, pool_id: str, lease: Lease) -> None:
         try:
-            if self._writer is not None:
-                await self._writer.put_lease(pool_id, lease)
-            else:
-                self.store.put_lease(pool_id, lease)
+            await self.book.put_lease(pool_id, lease)
         except StoreError as exc:
             _log.error("cannot record the renewal of %s: %s", lease.address, exc)

@@ -2,7 +2,7 @@
 
 Docker tells the plugin too little to rebuild its state: ReleaseAddress and the
 start-up replay of RequestAddress carry only the address, never the MAC, and only
-RequestPool carries the user's options (DOCKER-IPAM-NOTES.md). So every pool and
+RequestPool carries the user's options (docs/docker-ipam.md). So every pool and
 every lease the plugin holds is written here before Docker hears about it, and a
 restarted plugin finds each lease by its address.
 
@@ -202,7 +202,8 @@ class Store:
         self._conn: sqlite3.Connection | None = conn
         # Reentrant: a write inside batch() takes it again on the same thread.
         self._lock = threading.RLock()
-        self._batching = False  # set only by the thread holding _lock
+        # "isolated" or "plain" inside batch(); set only by the thread holding _lock
+        self._batching: str | None = None
         # Reads: their own connection and lock (the writer's, for a read-only store).
         self._reader: sqlite3.Connection | None = reader
         self._read_lock = threading.Lock() if reader is not None else self._lock
@@ -491,31 +492,39 @@ class Store:
                 raise StoreError(f"{self.path}: read failed: {exc}") from exc
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, isolated: bool = True) -> Iterator[None]:
         """One transaction for every write this thread makes in the block: it
         commits (one fsync) when the block ends, or rolls back if the block
-        raises. A write that fails inside undoes only itself (a savepoint), and
-        raises as usual; the others still commit."""
+        raises. ``isolated``: a write that fails inside undoes only itself (a
+        savepoint per write), and raises as usual; the others still commit.
+        Without it, writes cost two statements less each, and a write that
+        fails may leave part of itself in the transaction: the caller must
+        then let the block raise, so that all of it rolls back."""
         with self._lock:
             conn = self._writable("write")
             if self._batching:
                 raise RuntimeError("Store.batch() does not nest")
             with self._transaction(conn, "commit"):
-                self._batching = True
+                self._batching = "isolated" if isolated else "plain"
                 try:
                     yield
                 finally:
-                    self._batching = False  # before the COMMIT, whatever happens
+                    self._batching = None  # before the COMMIT, whatever happens
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
         """One write transaction, committed before the caller returns (inside
-        batch(), a savepoint of the batch's transaction)."""
+        batch(), a part of the batch's transaction)."""
         with self._lock:
             conn = self._writable(what)
-            if self._batching:
+            if self._batching == "isolated":
                 with self._savepoint(conn, what):
                     yield conn
+            elif self._batching == "plain":
+                try:
+                    yield conn
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
             else:
                 with self._transaction(conn, what):
                     yield conn

@@ -48,16 +48,16 @@ class GroupWriter:
     # -- what the loop asks for ----------------------------------------------------------
 
     def put_pending(self, request: PendingRequest) -> asyncio.Future[None]:
-        return self._submit(self.store.put_pending, request)
+        return self.submit(self.store.put_pending, request)
 
     def put_lease(self, pool_id: str, lease: Lease) -> asyncio.Future[None]:
-        return self._submit(self.store.put_lease, pool_id, lease)
+        return self.submit(self.store.put_lease, pool_id, lease)
 
     def begin_release(self, address: IPv4Address | str) -> asyncio.Future[PendingRequest | None]:
-        return self._submit(self.store.begin_release, address)
+        return self.submit(self.store.begin_release, address)
 
     def remove_pending(self, pool_id: str, mac: bytes) -> asyncio.Future[bool]:
-        return self._submit(self.store.remove_pending, pool_id, mac)
+        return self.submit(self.store.remove_pending, pool_id, mac)
 
     async def close(self) -> None:
         """Commit what was submitted, then stop the thread."""
@@ -68,7 +68,9 @@ class GroupWriter:
 
     # -- the writing thread ------------------------------------------------------------------
 
-    def _submit(self, write: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def submit(self, write: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``write(*args)`` (a Store method) in the next transaction; the
+        future has its result once that transaction is committed."""
         future: asyncio.Future[T] = self._loop.create_future()
         with self._wake:
             if self._closing:
@@ -94,20 +96,45 @@ class GroupWriter:
     def _commit(
         self, jobs: list[_Job]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            with self.store.batch():
-                for write, args, future in jobs:
-                    try:
-                        outcomes.append((future, write(*args), None))
-                    except Exception as exc:  # noqa: BLE001 - this write alone failed
-                        outcomes.append((future, None, exc))
-        except Exception as exc:  # noqa: BLE001 - the COMMIT failed: nothing here is durable
-            _log.error("store commit of %d writes failed: %s", len(jobs), exc)
-            return [(future, None, exc) for _, _, future in jobs]
+            # The common case: every write succeeds, and none needs a savepoint.
+            outcomes = self._run_jobs(jobs, isolated=False)
+        except _WriteFailed:
+            # One write failed, perhaps half done: all of it was rolled back.
+            # Again, each write in a savepoint of its own, so it fails alone.
+            try:
+                outcomes = self._run_jobs(jobs, isolated=True)
+            except Exception as exc:  # noqa: BLE001 - the COMMIT failed: nothing is durable
+                return self._failed(jobs, exc)
+        except Exception as exc:  # noqa: BLE001 - the COMMIT failed: nothing is durable
+            return self._failed(jobs, exc)
         self.commits += 1
         self.writes += len(jobs)
         return outcomes
+
+    def _run_jobs(
+        self, jobs: list[_Job], *, isolated: bool
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        with self.store.batch(isolated=isolated):
+            for write, args, future in jobs:
+                try:
+                    outcomes.append((future, write(*args), None))
+                except Exception as exc:
+                    if not isolated:
+                        raise _WriteFailed from exc
+                    outcomes.append((future, None, exc))
+        return outcomes
+
+    def _failed(
+        self, jobs: list[_Job], exc: Exception
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        _log.error("store commit of %d writes failed: %s", len(jobs), exc)
+        return [(future, None, exc) for _, _, future in jobs]
+
+
+class _WriteFailed(Exception):
+    """A write failed in a batch without savepoints: roll all of it back."""
 
 
 def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import lab
 import pytest
 
+from fastdhcp.book import Book
 from fastdhcp.engine import Engine, EngineConfig, random_mac
 from fastdhcp.lifecycle import KeeperConfig, LeaseKeeper
 from fastdhcp.store import PoolRecord, Store
@@ -33,11 +34,12 @@ def test_fifty_short_leases_are_kept_alive_by_kea(
             async def engine_for(pool_id: str) -> Engine:
                 return engine
 
-            keeper = LeaseKeeper(store, engine_for, KeeperConfig(retry_floor=0.5))
+            book = Book(store)
+            keeper = LeaseKeeper(book, engine_for, KeeperConfig(retry_floor=0.5))
             try:
                 leases = await asyncio.gather(*(engine.acquire(random_mac()) for _ in range(50)))
+                await asyncio.gather(*(book.put_lease("pool", lease) for lease in leases))
                 for lease in leases:
-                    store.put_lease("pool", lease)
                     keeper.track(lease)
                 first_expiry = {str(lease.address): int(lease.expires_at or 0) for lease in leases}
                 expired = 0
@@ -49,6 +51,7 @@ def test_fifty_short_leases_are_kept_alive_by_kea(
                 return expired, keeper.stats.renewed, keeper.stats.lost, first_expiry
             finally:
                 await keeper.close()
+                await book.close()
                 engine.close()
                 store.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
@@ -644,3 +645,33 @@ async def test_dhcp_server_accepts_only_that_server(plugin: Plugin) -> None:
     assert status == 504
     assert "the DHCP server 10.0.0.99 (--ipam-opt dhcp_server) never answered" in reply["Err"]
     assert "DHCPOFFER from 10.0.0.1" in reply["Err"]
+
+
+async def test_address_calls_read_no_sqlite_on_the_loop(
+    plugin: Plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 11: the store never blocks the event loop. Serve owns its state dir,
+    # so what it holds is answered from memory (book.py); writes go to the
+    # writer's thread. Any read on the loop's thread fails this test.
+    await plugin.driver.start()
+    pool_id = await plugin.pool()
+    loop_thread = threading.get_ident()
+    reads: list[str] = []
+    original = Store._read
+
+    def watched(self: Store, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        if threading.get_ident() == loop_thread:
+            reads.append(sql)
+        return original(self, sql, params)
+
+    monkeypatch.setattr(Store, "_read", watched)
+    mac = "02:42:0a:00:00:07"
+    status, reply = await plugin.address(pool_id, mac=mac)
+    assert status == 200
+    assert await plugin.address(pool_id, mac=mac) == (200, reply)  # Docker's retry
+    address = reply["Address"].split("/")[0]
+    replay = {"PoolID": pool_id, "Address": address, "Options": None}
+    assert (await plugin.call("RequestAddress", replay))[0] == 200  # Docker's replay
+    released = await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address})
+    assert released == (200, {})
+    assert reads == []

@@ -198,7 +198,7 @@ async def test_a_prober_that_cannot_send_releases_the_lease(lan: Lan) -> None:
     pool_id = await lan.plugin.pool(**CHECK)
     status, _ = await lan.plugin.address(pool_id, mac="02:42:0a:00:00:01")
     assert status == 200
-    (prober,) = lan.plugin.driver._probers.values()
+    (prober,) = lan.plugin.driver.service.acquirer.probers.values()
     failure: Any = OSError(100, "Network is down")
     prober.transport.send_error = failure  # type: ignore[attr-defined]
     status, reply = await lan.plugin.address(pool_id)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fake_dhcp import NETWORK, FakeServer, dhcp_pair
 
+from fastdhcp.book import Book
 from fastdhcp.engine import Engine, EngineConfig
 from fastdhcp.lease import Lease
 from fastdhcp.lifecycle import KeeperConfig, LeaseKeeper
@@ -44,17 +45,19 @@ async def kept(
             assert pool_id == POOL
             return engine
 
-        keeper = LeaseKeeper(store, engine_for, KeeperConfig(retry_floor=0.2, jitter=0.1))
+        book = Book(store)
+        keeper = LeaseKeeper(book, engine_for, KeeperConfig(retry_floor=0.2, jitter=0.1))
         try:
             yield keeper, engine, server, store
         finally:
             await keeper.close()
+            await book.close()
             store.close()
 
 
 async def hold(keeper: LeaseKeeper, engine: Engine, store: Store, mac: bytes = MAC) -> Lease:
     lease = await engine.acquire(mac)
-    store.put_lease(POOL, lease)
+    await keeper.book.put_lease(POOL, lease)
     keeper.track(lease)
     return lease
 
@@ -148,21 +151,21 @@ async def test_a_lost_lease_is_said_loudly(
 async def test_released_leases_are_no_longer_renewed(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
-        store.remove_lease(lease.address)
-        keeper.forget(str(lease.address))
+        await keeper.book.forget_lease(lease.address)
+        keeper.forget(lease.address)
         await asyncio.sleep(1.5)
         assert renewals(server) == [] and keeper.tracked == 0
 
 
 async def test_first_renewals_of_a_burst_are_spread(tmp_path: Path) -> None:
-    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
+    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, _store):
         leases = await asyncio.gather(
             *(engine.acquire(bytes((2, 0, 0, 0, 1, n))) for n in range(100))
         )
         for lease in leases:
-            store.put_lease(POOL, lease)
+            await keeper.book.put_lease(POOL, lease)
             keeper.track(lease)
-        offsets = [keeper._due[str(lease.address)] - lease.bound_at for lease in leases]
+        offsets = [keeper._due[lease.address] - lease.bound_at for lease in leases]
         assert all(1800 * 0.9 <= offset <= 1800 for offset in offsets)
         assert max(offsets) - min(offsets) > 100  # spread over minutes, not one burst
 
@@ -171,6 +174,7 @@ async def test_load_tracks_every_stored_lease(tmp_path: Path) -> None:
     async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
         for n in range(5):
             store.put_lease(POOL, await engine.acquire(bytes((2, 0, 0, 0, 2, n))))
+        keeper.book.reload()  # as at start-up: the book reads what the store holds
         assert keeper.load() == 5 and keeper.tracked == 5
 
 
@@ -181,7 +185,7 @@ async def test_a_phase_whose_last_attempt_failed_late_is_followed_at_once(tmp_pa
     # REBINDING begins at T2), and likewise INIT after a REBIND that ran to expiry.
     async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
         lease = await hold(keeper, engine, store)
-        address = str(lease.address)
+        address = lease.address
         t2, expires = lease.rebind_at, lease.expires_at
         assert t2 is not None and expires is not None
         keeper._retry(lease, t2 + 0.5, started=t2 - 1.0)  # a RENEW that ended past T2
@@ -208,7 +212,7 @@ async def test_an_unanswered_attempt_ends_at_the_engines_renew_timeout(tmp_path:
 async def test_leases_due_at_once_are_renewed_a_bounded_number_at_a_time(
     tmp_path: Path,
 ) -> None:
-    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
+    async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, _store):
         keeper.config.max_working = 3
         started: list[str] = []
         release = asyncio.Event()
@@ -221,7 +225,7 @@ async def test_leases_due_at_once_are_renewed_a_bounded_number_at_a_time(
         keeper._engine_for = engine_for
         leases = [await engine.acquire(bytes((2, 0, 0, 0, 3, n))) for n in range(10)]
         for lease in leases:
-            store.put_lease(POOL, lease)
+            await keeper.book.put_lease(POOL, lease)
             keeper.track(lease.replace(bound_at=lease.bound_at - 1800), first=False)  # all due
         await asyncio.sleep(0.2)
         # Three are being renewed; the seven others wait in the heap, not as tasks.
@@ -252,4 +256,4 @@ async def test_a_keeper_task_that_raises_keeps_its_lease_tracked(
             await asyncio.sleep(1.6)  # T1 at 1 s, then the retry floor (0.2 s)
         assert any("BUG while keeping" in r.message for r in caplog.records), caplog.text
         assert len(calls) >= 2 and keeper.stats.renewed >= 1  # rescheduled, then renewed
-        assert keeper.tracked == 1 and str(lease.address) in keeper._due
+        assert keeper.tracked == 1 and lease.address in keeper._due

@@ -3,7 +3,7 @@
 Every call is a POST with a JSON body (empty for the calls that take no
 argument). Every failure is a non-2xx status with ``{"Err": message}``: Docker
 reads ``Err`` from a failed reply, and a 200 carrying an error would count as a
-success (DOCKER-IPAM-NOTES.md, "Errors: an easy trap").
+success (docs/docker-ipam.md, "Errors").
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import FastDHCPError, IpamError
+from ..errors import (
+    FastDHCPError,
+    InUseError,
+    IpamError,
+    NotRecordedError,
+    ServerFailedError,
+    ServerTimeoutError,
+    UnknownPoolError,
+    UnsupportedMediaError,
+)
 from .driver import MAC_OPTION, Driver
 
 _log = logging.getLogger(__name__)
@@ -28,6 +37,26 @@ DRIVER_KEY: web.AppKey[Driver] = web.AppKey("driver", Driver)
 # The longest Err the plugin sends (1 KiB with room for JSON escapes).
 MAX_ERR_CHARS = 1000
 
+# Each refusal's status, by its type: the one place that knows HTTP's codes.
+STATUS: dict[type[IpamError], int] = {
+    UnknownPoolError: 404,
+    UnsupportedMediaError: 415,
+    InUseError: 409,
+    ServerFailedError: 502,
+    ServerTimeoutError: 504,
+    NotRecordedError: 500,
+}
+
+
+def status_of(error: IpamError) -> int:
+    """The HTTP status for a refusal: its type's, or 400 (the request as asked)."""
+    for kind in type(error).__mro__:
+        status = STATUS.get(kind)
+        if status is not None:
+            return status
+    return 400
+
+
 Handler = Callable[[Driver, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -35,12 +64,16 @@ def _reply(payload: Mapping[str, Any], status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(payload).encode(), content_type=CONTENT_TYPE)
 
 
-def _error(message: str, status: int) -> web.Response:
+def _err(message: str) -> dict[str, str]:
     # Docker prints Err to the user as it is: keep it to a screenful, whatever
     # the request or the segment put into it.
     if len(message) > MAX_ERR_CHARS:
         message = message[: MAX_ERR_CHARS - 3] + "..."
-    return _reply({"Err": message}, status)
+    return {"Err": message}
+
+
+def _error(message: str, status: int) -> web.Response:
+    return _reply(_err(message), status)
 
 
 async def _body(request: web.Request) -> Mapping[str, Any]:
@@ -48,7 +81,7 @@ async def _body(request: web.Request) -> Mapping[str, Any]:
     # with an empty body); anything that is not JSON is refused.
     kind = request.content_type
     if request.can_read_body and kind not in ("application/octet-stream",) and "json" not in kind:
-        raise IpamError(f"expected a JSON body, not {kind}", status=415)
+        raise UnsupportedMediaError(f"expected a JSON body, not {kind}")
     raw = await request.read()
     if not raw.strip():
         return {}
@@ -65,32 +98,37 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
     async def serve(request: web.Request) -> web.Response:
         started = time.monotonic()
         body: Mapping[str, Any] = {}
+        payload: Mapping[str, Any]
+        status = 200
         try:
             body = await _body(request)
-            result = await handler(request.app[DRIVER_KEY], body)
-            response = _reply(result)
+            payload = await handler(request.app[DRIVER_KEY], body)
         except IpamError as exc:
-            response = _error(str(exc), exc.status)
+            payload, status = _err(str(exc)), status_of(exc)
         except web.HTTPRequestEntityTooLarge:
-            response = _error(f"the request is larger than {MAX_BODY} bytes", 413)
+            payload, status = _err(f"the request is larger than {MAX_BODY} bytes"), 413
         except FastDHCPError as exc:
-            response = _error(str(exc), 500)
+            payload, status = _err(str(exc)), 500
         except Exception as exc:  # noqa: BLE001 - a bug must not take the daemon down
             _log.exception("%s failed", request.path)
-            response = _error(f"internal error in fastdhcp: {exc!r} (see its log)", 500)
-        options = body.get("Options") if isinstance(body, dict) else None
-        mac = options.get(MAC_OPTION) if isinstance(options, dict) else None
-        outcome = json.loads(response.body) if isinstance(response.body, bytes) else {}
-        _log.info(
-            "%s mac=%s address=%s -> %d %s (%.3f s)",
-            request.path.removeprefix("/IpamDriver."),
-            str(mac or "-")[:40],
-            body.get("Address") or outcome.get("Address") or "-",
-            response.status,
-            outcome.get("Err", "ok"),
-            time.monotonic() - started,
-        )
-        return response
+            payload, status = _err(f"internal error in fastdhcp: {exc!r} (see its log)"), 500
+        # A success is already told by its own line (a lease event, a pool line);
+        # a failure is told here, once, with what Docker asked for.
+        level = logging.DEBUG if status == 200 else logging.WARNING
+        if _log.isEnabledFor(level):
+            options = body.get("Options") if isinstance(body, dict) else None
+            mac = options.get(MAC_OPTION) if isinstance(options, dict) else None
+            _log.log(
+                level,
+                "%s mac=%s address=%s -> %d %s (%.3f s)",
+                request.path.removeprefix("/IpamDriver."),
+                str(mac or "-")[:40],
+                body.get("Address") or payload.get("Address") or "-",
+                status,
+                payload.get("Err", "ok"),
+                time.monotonic() - started,
+            )
+        return _reply(payload, status)
 
     return serve
 

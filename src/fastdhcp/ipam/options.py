@@ -28,7 +28,7 @@ KEYS = {
 
 # conflict_wait: the default follows ISC dhcpd's ping-timeout (1 s), long enough for
 # a slow or busy host to answer ARP, short enough for docker run. The upper bound
-# keeps CONFLICT_ATTEMPTS waits (the driver's) well inside its acquire timeout.
+# keeps CONFLICT_ATTEMPTS waits (acquire.py's) well inside its acquire timeout.
 CONFLICT_WAIT_DEFAULT = 1.0
 CONFLICT_WAIT_MIN = 0.05
 CONFLICT_WAIT_MAX = 10.0
