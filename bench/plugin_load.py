@@ -25,6 +25,8 @@ import asyncio
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +50,23 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds so far, user and system, of the main (event-loop) thread and
+    of all the others."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "event loop" if task.name == str(pid) else "other threads"
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        for kind, ticks_used in (("user", fields[11]), ("system", fields[12])):
+            key = f"{name}, {kind}"
+            found[key] = found.get(key, 0.0) + int(ticks_used) / ticks
+    return found
 
 
 def commits() -> float:
@@ -74,10 +93,15 @@ async def burst(serve: Serve, pool_id: str, leases: int, clients: int) -> dict[s
 
     assert serve.proc is not None
     cpu_before, commits_before = cpu_seconds(serve.proc.pid), commits()
+    threads_before = thread_cpu_seconds(serve.proc.pid)
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(serve.proc.pid) - cpu_before
+    threads = {
+        name: seconds - threads_before.get(name, 0.0)
+        for name, seconds in thread_cpu_seconds(serve.proc.pid).items()
+    }
     committed = commits() - commits_before
     completed = leases - len(failures)
     return {
@@ -87,11 +111,25 @@ async def burst(serve: Serve, pool_id: str, leases: int, clients: int) -> dict[s
         "completed": completed,
         "cpu_us_per_lease": cpu / completed * 1e6 if completed else float("nan"),
         "fsyncs_per_lease": committed / completed if completed else float("nan"),
+        "thread_cpu_us_per_lease": {
+            name: seconds / completed * 1e6 for name, seconds in threads.items() if completed
+        },
         "first_failure": failures[0] if failures else None,
     }
 
 
-def run_serve(segment: lab.Segment, kea: lab.Kea, leases: int, clients: int) -> dict[str, Any]:
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling serve (all threads, native frames off) into collapsed stacks."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "400", "--threads", "--gil"]
+    proc = subprocess.Popen([*command, "--format", "raw", "--output", str(out)])
+    time.sleep(1.0)  # py-spy attaches before the burst starts
+    return proc
+
+
+def run_serve(
+    segment: lab.Segment, kea: lab.Kea, leases: int, clients: int, profile: Path | None = None
+) -> dict[str, Any]:
     kea.restart(keep_leases=False)
     with tempfile.TemporaryDirectory(prefix="fdt-bench-") as tmp:
         serve = Serve(Path(tmp) / "state", Path(tmp) / "serve.log")
@@ -100,7 +138,12 @@ def run_serve(segment: lab.Segment, kea: lab.Kea, leases: int, clients: int) -> 
             serve.mark()
             serve.start()
             pool_id = asyncio.run(request_pool(serve, segment.host_if))
+            assert serve.proc is not None
+            profiler = start_profiler(serve.proc.pid, profile) if profile else None
             result = asyncio.run(burst(serve, pool_id, leases, clients))
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=60)
         finally:
             serve.close()
     print(
@@ -109,6 +152,8 @@ def run_serve(segment: lab.Segment, kea: lab.Kea, leases: int, clients: int) -> 
         "fsyncs per lease",
         file=sys.stderr,
     )
+    for name, micros in sorted(result["thread_cpu_us_per_lease"].items(), key=lambda kv: -kv[1]):
+        print(f"    {name:<24} {micros:8.0f} us CPU per lease", file=sys.stderr)
     return result
 
 
@@ -118,6 +163,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32, help="connections to the socket")
     parser.add_argument("--seconds", type=int, default=5, help="each perfdhcp step")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--profile", type=Path, help="sample serve with py-spy during the burst (collapsed stacks)"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip perfdhcp (profiling runs)")
     args = parser.parse_args()
 
     lab.cleanup_stale()
@@ -125,8 +174,8 @@ def main() -> int:
         lab.Segment(host_address="10.99.0.1/16") as segment,
         lab.Kea(segment, persist=False, valid_lifetime=3600) as kea,
     ):
-        perf = run_perfdhcp(segment, kea, args.seconds)
-        fast = run_serve(segment, kea, args.leases, args.clients)
+        perf = {"rate": float("nan")} if args.no_peer else run_perfdhcp(segment, kea, args.seconds)
+        fast = run_serve(segment, kea, args.leases, args.clients, args.profile)
     ratio = fast["rate"] / perf["rate"]
     print(f"\nThe plugin path against Kea {'.'.join(map(str, lab.kea_version()))} on a veth")
     print(f"  perfdhcp best clean rate   {perf['rate']:>8,.0f} exchanges/s")
