@@ -593,6 +593,10 @@ def _build(s: EngineSpec) -> float:
             f"Docker {s.upstream}: {shared / BUILD_SCRIPT} finished, but {out / 'bin' / 'dockerd'} "
             f"says version {have!r} (log: {log})"
         )
+    # The script leaves sid's Go toolchain, its .debs and apt lists (about
+    # 400 MB); it reuses a build by bin/dockerd alone, so they can go.
+    for sub in ("apt", "debs", "root"):
+        shutil.rmtree(out / sub, ignore_errors=True)
     LOG.info("engine %s: built in %.1fs", s.version, seconds)
     return seconds
 
