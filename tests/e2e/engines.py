@@ -216,7 +216,7 @@ def unavailable_reason(version: str) -> str | None:
         if shared_engines_dir() is None:
             where = " or ".join(str(d) for d in SHARED_ENGINE_DIRS)
             return (
-                f"Docker {s.upstream} is built from moby's source by {BUILD_SCRIPT}, which is "
+                f"it is built from moby's source by {BUILD_SCRIPT}, which is "
                 f"not here: no {where} (set FASTDHCP_SHARED_ENGINES to a copy of the shared "
                 f"engines dir), and no finished build in {s.cache_dir}"
             )
@@ -488,8 +488,10 @@ def _fetch_debian(s: EngineSpec) -> float:
             (tmp / sub).mkdir(parents=True)
         (tmp / "apt" / "src" / f"{s.suite}.sources").write_text(_sources(s))
         apt = _apt(tmp)
+        # --error-on=any: an unreachable mirror fails here, with apt's reason,
+        # not later as "Release 'sid' ... was not found".
         _run(s, f"apt-get update for Debian {s.suite} (private state in {tmp / 'apt'})",
-             [*apt, "update"])  # fmt: skip
+             [*apt, "update", "--error-on=any"])  # fmt: skip
         versions = {}
         for pkg in s.packages:
             _run(s, f"downloading package {pkg} from {s.suite}", [*apt, "download", f"{pkg}/{s.suite}"],
