@@ -18,6 +18,14 @@ plugin a test starts through ``probe_plugin`` is registered there.
 
 When a test fails, the tails of dockerd's log and of each plugin's log (for the
 probe: every request it recorded) are attached to the report.
+
+Engines. ``dockerd`` runs the system's 20.10 unless a test parametrizes
+``docker_engine`` (``@pytest.mark.parametrize("docker_engine", engines.VERSIONS)``):
+then the engine (engines.py) is fetched or built on first use, cached, and the
+time that took is printed. An engine the machine cannot have is a skip like any
+missing prerequisite (a failure under ``FASTDHCP_REQUIRE_LAB=1``), except the
+one built from the shared engines dir (29.7): without that dir, on a user's
+machine, its cases skip in every mode.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 import docker_lab
+import engines
 import lab
 import lab_pytest
 
@@ -82,14 +91,38 @@ def plugins(e2e_session: None) -> Iterator[list[docker_lab.PluginProcess]]:
         raise lab.LabError(f"plugin teardown failed: {errors}")
 
 
+def require_engine(version: str) -> None:
+    """Skip (see the module doc) if this machine cannot have the engine."""
+    reason = engines.unavailable_reason(version)
+    if reason is None:
+        return
+    what = f"Docker {engines.spec(version).upstream} ({version}) is unavailable: {reason}"
+    if engines.spec(version).source == "build":
+        pytest.skip(what)
+    lab_pytest.unavailable(what)
+
+
+@pytest.fixture
+def docker_engine() -> str:
+    """Which engine ``dockerd`` runs: the system's unless a test parametrizes it."""
+    return engines.SYSTEM
+
+
 @pytest.fixture
 def dockerd(
-    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
+    request: pytest.FixtureRequest,
+    plugins: list[docker_lab.PluginProcess],
+    tmp_path: Path,
+    docker_engine: str,
 ) -> Iterator[docker_lab.Dockerd]:
     """A private dockerd, started; its log stays in ``tmp_path/dockerd``.
     Indirect parametrization gives extra dockerd arguments (``["--live-restore"]``)."""
     extra = list(getattr(request, "param", None) or ())
-    d = docker_lab.Dockerd(log_dir=tmp_path / "dockerd", extra_args=extra)
+    require_engine(docker_engine)
+    d = docker_lab.Dockerd(log_dir=tmp_path / "dockerd", extra_args=extra, engine=docker_engine)
+    if d.engine.seconds:
+        print(f"\nDocker {docker_engine}: fetched or built in {d.engine.seconds:.1f} s",
+              file=sys.stderr)  # fmt: skip
     lab_pytest.attach(request, d)
     try:
         d.start()

@@ -13,6 +13,11 @@ module usable from a REPL::
                                          gateway="10.99.0.2", ip_range="10.99.200.0/24")
         print(d.docker("run", "--rm", "--network", net, img, "ip", "addr").stdout)
 
+Engines: ``Dockerd(engine="28.5")`` runs another Docker engine than the
+system's 20.10 (engines.py: "26.1", "28.5", "29.7"), fetched or built on first
+use and cached, with a containerd of its own in the same root; see
+:class:`Dockerd`.
+
 Isolation (what each :class:`Dockerd` owns, so that several runs, and a real
 dockerd, can share the machine):
 
@@ -82,6 +87,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+import engines
 import lab
 
 LOG = logging.getLogger("fastdhcp.lab.docker")
@@ -233,12 +239,25 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Dockerd:
-    """A private dockerd (20.10 on Debian 12) and the docker CLI bound to it.
+    """A private dockerd and the docker CLI bound to it.
 
     ``with Dockerd() as d:`` starts it and waits until ``docker version``
     answers; leaving the block tears everything down (see the module doc).
     ``log_dir`` keeps ``dockerd.log`` outside the temp root, for post-mortems
     (pytest's ``tmp_path``); by default it lives in the root and goes with it.
+
+    ``engine`` picks the Docker engine (engines.py: "20.10", the system's and the
+    default, "26.1", "28.5" or "29.7"), fetched or built on first use and cached;
+    :class:`engines.EngineUnavailable` or :class:`engines.EngineError` if it
+    cannot be had. The system's dockerd runs its own containerd, as ever. For
+    the others the lab starts a containerd of the engine's own (config per
+    /work/shared/LAB.md: root, state, sockets in ``<root>/ctrd``, the CRI and
+    NRI plugins off) and passes ``--containerd``; that containerd lives from the
+    first :meth:`start` to :meth:`close`, like a system containerd, so
+    :meth:`stop`, :meth:`kill` and :meth:`restart` act on dockerd alone and a
+    restarted dockerd finds its containers in it. Its log is
+    ``containerd.log`` beside ``dockerd.log``. The engine's ``bin/`` comes
+    first on the PATH of both (its shim, the system's runc).
     """
 
     def __init__(
@@ -249,13 +268,20 @@ class Dockerd:
         ready_timeout: float = 30.0,
         stop_timeout: float = 30.0,
         log_level: str = "debug",
-        binary: str = "dockerd",
-        cli: str = "docker",
+        binary: str | None = None,
+        cli: str | None = None,
+        engine: str = engines.SYSTEM,
     ) -> None:
+        # First, before anything exists to clean up: this may fetch or build.
+        self.engine = engines.ensure(engine)
         self.token = _token()
         self.name = f"{lab.PREFIX}{self.token}"  # cgroup parent, containerd ns, name prefix
-        self.binary = binary
-        self.cli = cli
+        if self.engine.spec.own_containerd:
+            self.binary = binary or str(self.engine.dockerd)
+            self.cli = cli or str(self.engine.docker)
+        else:  # the system's, looked up on PATH as before
+            self.binary = binary or "dockerd"
+            self.cli = cli or "docker"
         self.extra_args = list(extra_args)
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -267,10 +293,14 @@ class Dockerd:
         self.pidfile = self.root / "docker.pid"
         self.config_file = self.root / "daemon.json"
         self.cli_config = self.root / "cli"
+        self.containerd_dir = self.root / "ctrd"
+        self.containerd_sock = self.containerd_dir / "containerd.sock"
         log_dir = Path(log_dir) if log_dir else self.root
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_file = log_dir / "dockerd.log"
+        self.containerd_log_file = log_dir / "containerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.containerd_proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds: list[float] = []  # one per start()
         self._names = 0
         self._closed = False
@@ -301,8 +331,17 @@ class Dockerd:
         self._names += 1
         return f"{self.name}{kind}{self._names}"
 
+    @property
+    def version(self) -> str:
+        """The engine's registry key: "20.10", "26.1", "28.5" or "29.7"."""
+        return self.engine.spec.version
+
+    @property
+    def containerd_running(self) -> bool:
+        return self.containerd_proc is not None and self.containerd_proc.poll() is None
+
     def __repr__(self) -> str:
-        return f"<Dockerd {self.name} {self.host} pid={self.pid}>"
+        return f"<Dockerd {self.version} {self.name} {self.host} pid={self.pid}>"
 
     def __enter__(self) -> Self:
         self.start()
@@ -328,8 +367,96 @@ class Dockerd:
             "--containerd-namespace", self.name,
             "--containerd-plugins-namespace", f"{self.name}p",
             "--log-level", self.log_level,
+            *self._engine_args(),
             *self.extra_args,
         ]  # fmt: skip
+
+    def _engine_args(self) -> list[str]:
+        if not self.engine.spec.own_containerd:
+            return []  # 20.10's argv exactly as before
+        # 27+ turns ip6tables on by default; 26 has the flag too.
+        return ["--containerd", str(self.containerd_sock), "--ip6tables=false",
+                *self.engine.spec.dockerd_args]  # fmt: skip
+
+    def _engine_env(self) -> dict[str, str] | None:
+        """dockerd's and containerd's environment: the engine's bin dir first on
+        PATH (containerd finds its shim there, the shim finds runc)."""
+        if self.engine.bin_dir is None:
+            return None
+        return {**os.environ, "PATH": self.engine.env_path()}
+
+    # -- the engine's own containerd (26.1, 28.5, 29.7)
+    def containerd_config(self) -> str:
+        """containerd's config: everything under ``<root>/ctrd``. ``version = 2``
+        is containerd 1.7's format, ``3`` 2.x's. The CRI plugins (Kubernetes)
+        and NRI are off: dockerd uses neither, and CRI would set up CNI dirs;
+        ``opt`` would make ``/opt/containerd``."""
+        d = self.containerd_dir
+        disabled = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images",
+                    "io.containerd.cri.v1.runtime", "io.containerd.nri.v1.nri",
+                    "io.containerd.internal.v1.opt"]  # fmt: skip
+        return "\n".join([
+            f"version = {self.engine.spec.containerd_config_version}",
+            f'root = "{d / "root"}"',
+            f'state = "{d / "state"}"',
+            f"disabled_plugins = {json.dumps(disabled)}",
+            "[grpc]",
+            f'  address = "{self.containerd_sock}"',
+            "[ttrpc]",
+            f'  address = "{self.containerd_sock}.ttrpc"',
+            "[debug]",
+            f'  address = "{d / "debug.sock"}"',
+            "  level = \"info\"",
+            "[metrics]",
+            '  address = ""',
+            "",
+        ])  # fmt: skip
+
+    def _start_containerd(self) -> None:
+        if self.containerd_running:
+            return
+        self.containerd_dir.mkdir(exist_ok=True)
+        config = self.containerd_dir / "containerd.toml"
+        config.write_text(self.containerd_config())
+        self.containerd_sock.unlink(missing_ok=True)  # a crashed one's
+        argv = [str(self.engine.containerd), "--config", str(config)]
+        LOG.debug("start containerd: %s", " ".join(argv))
+        with open(self.containerd_log_file, "ab") as out:
+            out.write(f"--- start {' '.join(argv)}\n".encode())
+            out.flush()
+            self.containerd_proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self._engine_env(),
+            )
+
+        def ready() -> bool:
+            if not self.containerd_running:
+                code = self.containerd_proc.returncode if self.containerd_proc else None
+                raise lab.LabError(f"containerd exited with {code} before it listened")
+            return self.containerd_sock.exists() and _socket_listening(self.containerd_sock)
+
+        try:
+            lab.wait_for(ready, self.ready_timeout, f"containerd on {self.containerd_sock}")
+        except lab.LabError as exc:
+            self._stop_containerd()
+            raise self.error(str(exc)) from None
+
+    def _stop_containerd(self, timeout: float = 15.0) -> None:
+        """SIGTERM (after dockerd is gone: LAB.md), SIGKILL if it lingers."""
+        proc = self.containerd_proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            LOG.warning("containerd (pid %d) ignored SIGTERM for %ss: killed", proc.pid, timeout)
+            proc.kill()
+            proc.wait(5)
 
     # -- lifecycle
     def start(self) -> None:
@@ -338,7 +465,10 @@ class Dockerd:
         if self.running:
             return
         self.cli_config.mkdir(exist_ok=True)
-        self._wait_old_containerd()
+        if self.engine.spec.own_containerd:
+            self._start_containerd()
+        else:
+            self._wait_old_containerd()
         # dockerd 20.10 writes its (unused) libtrust key to /etc/docker/key.json
         # unless told otherwise; this key is only settable in the config file.
         self.config_file.write_text(
@@ -357,6 +487,7 @@ class Dockerd:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=self._engine_env(),
             )
 
         def ready() -> bool:
@@ -422,8 +553,9 @@ class Dockerd:
         return proc.returncode
 
     def stop(self, timeout: float | None = None) -> int | None:
-        """Graceful stop (SIGTERM; dockerd stops its containers and its managed
-        containerd first). Returns dockerd's exit status."""
+        """Graceful stop (SIGTERM; dockerd stops its containers and, on 20.10,
+        its managed containerd first; an engine's own containerd stays up until
+        :meth:`close`). Returns dockerd's exit status."""
         return self._signal_and_wait(signal.SIGTERM, timeout or self.stop_timeout)
 
     def kill(self) -> None:
@@ -454,6 +586,9 @@ class Dockerd:
                 self.stop()
             except lab.LabError as exc:
                 problems.append(str(exc))
+        if self.running:
+            self.kill()
+        self._stop_containerd()  # after dockerd, by pid (LAB.md)
         self._reap()
         left = self.leftovers()
         if not left:
@@ -539,10 +674,24 @@ class Dockerd:
             return ""
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        tail = "\n".join(self.log_text().splitlines()[-lines:])
+        if self.engine.spec.own_containerd:
+            tail += f"\n--- containerd log tail ({self.containerd_log_file}):\n"
+            tail += self.containerd_log_tail(lines // 3)
+        return tail
+
+    def containerd_log_tail(self, lines: int = 20) -> str:
+        """The tail of the engine's own containerd's log (26.1, 28.5, 29.7)."""
+        try:
+            text = self.containerd_log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def error(self, msg: str) -> lab.LabError:
-        return lab.LabError(f"{msg}\n--- dockerd log tail ({self.log_file}):\n{self.log_tail(40)}")
+        return lab.LabError(
+            f"{msg}\n--- dockerd {self.version} log tail ({self.log_file}):\n{self.log_tail(40)}"
+        )
 
 
 def cleanup_stale() -> list[str]:
