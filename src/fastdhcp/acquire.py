@@ -100,8 +100,13 @@ class Acquirer:
         wanted: IPv4Address | None,
         identity: Identity,
         timeout: float,
+        *,
+        preferred: IPv4Address | None = None,
+        endpoint: str | None = None,
     ) -> Lease:
-        """A lease for ``mac``, checked for conflicts if the pool asks, and durable."""
+        """A lease for ``mac``, checked for conflicts if the pool asks, and durable.
+        ``wanted`` is required (``--ip``); ``preferred`` is only asked for (the
+        address ``endpoint`` had before), and any other the server offers is taken."""
         opts = pool.options
         started = time.monotonic()
         conflicts: list[Conflict] = []
@@ -110,7 +115,9 @@ class Acquirer:
             remaining = timeout - (time.monotonic() - started)
             if remaining <= 0:
                 break  # the bound holds across tries too
-            candidate = await self._once(engine, pool, mac, wanted, identity, remaining)
+            candidate = await self._once(
+                engine, pool, mac, wanted, identity, remaining, preferred if not conflicts else None
+            )
             conflict = await self._check_conflict(engine, pool, candidate)
             if conflict is None:
                 lease = candidate
@@ -140,7 +147,7 @@ class Acquirer:
             raise InUseError(_no_free_address(mac, pool, conflicts, timeout))
         try:
             # Durable before Docker hears of it (the future resolves after COMMIT).
-            await self.book.put_lease(pool.pool_id, lease)
+            await self.book.put_lease(pool.pool_id, lease, endpoint)
         except StoreError as exc:
             await engine.release(lease)
             await self.drop_pending(pool.pool_id, mac)
@@ -149,7 +156,7 @@ class Acquirer:
         METRICS.acquire_seconds.observe(took)
         declined = ",".join(str(conflict.address) for conflict in conflicts) or None
         lease_event("acquired", mac, lease.address, lease.server_id, seconds=round(took, 4),
-                    declined=declined)  # fmt: skip
+                    declined=declined, endpoint=endpoint, asked_for=preferred)  # fmt: skip
         return lease
 
     async def _once(
@@ -160,6 +167,7 @@ class Acquirer:
         wanted: IPv4Address | None,
         identity: Identity,
         timeout: float,
+        preferred: IPv4Address | None,
     ) -> Lease:
         """One DORA exchange. Each offer taken is recorded (pending) before its
         REQUEST; if the exchange fails after one, the request is settled (the
@@ -190,6 +198,7 @@ class Acquirer:
                     hostname=identity.hostname,
                     vendor_class=identity.vendor_class,
                     requested_ip=wanted,
+                    preferred_ip=preferred,
                     subnet=pool.subnet,
                     timeout=timeout,
                     on_request=record_request,

@@ -73,6 +73,7 @@ class Book:
         self._pools: dict[str, Pool] = {}
         self._leases: dict[IPv4Address, tuple[str, Lease]] = {}
         self._by_mac: dict[tuple[str, bytes], IPv4Address] = {}
+        self._endpoints: dict[tuple[str, str], IPv4Address] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -82,6 +83,7 @@ class Book:
         self._by_mac.clear()
         for pool_id, lease in self.store.leases():
             self._show(pool_id, lease)
+        self._endpoints = self.store.endpoint_addresses()
 
     @property
     def writer(self) -> GroupWriter:
@@ -116,6 +118,8 @@ class Book:
         """StoreError while the pool holds leases or acquisitions (store.remove_pool)."""
         removed = await self.writer.submit(self.store.remove_pool, pool_id)
         self._pools.pop(pool_id, None)
+        for key in [key for key in self._endpoints if key[0] == pool_id]:
+            del self._endpoints[key]
         return bool(removed)
 
     # -- leases ------------------------------------------------------------------------------
@@ -135,15 +139,23 @@ class Book:
         address = self._by_mac.get((pool_id, mac))
         return None if address is None else self._leases[address][1]
 
-    async def put_lease(self, pool_id: str, lease: Lease) -> None:
+    async def put_lease(self, pool_id: str, lease: Lease, endpoint: str | None = None) -> None:
         """Record a new or renewed lease; returns once it is durable. A renewal
         whose address was released while it was being written stays released:
-        the release's delete follows it in the store, and the book agrees."""
+        the release's delete follows it in the store, and the book agrees.
+        ``endpoint``: Docker's name for the container (29+), remembered with
+        the address (endpoint_address)."""
         renewal = lease.address in self._leases
-        await self.writer.put_lease(pool_id, lease)
+        await self.writer.put_lease(pool_id, lease, endpoint)
+        if endpoint is not None:
+            self._endpoints[(pool_id, endpoint)] = lease.address
         if renewal and lease.address not in self._leases:
             return
         self._show(pool_id, lease)
+
+    def endpoint_address(self, pool_id: str, endpoint: str) -> IPv4Address | None:
+        """The last address an endpoint of this name was leased in the pool."""
+        return self._endpoints.get((pool_id, endpoint))
 
     async def move_lease(self, address: IPv4Address, pool_id: str) -> None:
         """Re-home a held lease to another pool (store.move_lease)."""

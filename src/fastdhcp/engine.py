@@ -252,6 +252,7 @@ class Engine:
         hostname: str | None = None,
         vendor_class: bytes | None = None,
         requested_ip: IPv4Address | str | None = None,
+        preferred_ip: IPv4Address | None = None,
         subnet: IPv4Network | None = None,
         timeout: float | None = None,
         on_request: OnRequest | None = None,
@@ -262,7 +263,9 @@ class Engine:
         ``requested_ip``, the DISCOVER asks for that address (option 50) and an
         offer of another is not taken: AddressRefusedError at once if it comes
         from the configured ``server_id``, else at the deadline (a forger must not
-        end the exchange). With ``subnet``, an address outside it is refused. No
+        end the exchange). ``preferred_ip`` is a hint only (RFC 2131 §4.4.1: a
+        client MAY suggest an address): the DISCOVER asks for it, and any usable
+        offer is taken. With ``subnet``, an address outside it is refused. No
         usable answer by the deadline: NoAnswerError, naming what was ignored.
         Bad option values (a hostname that is not ASCII, an option over 255
         bytes, a DISCOVER over the MTU): ValueError before anything is sent.
@@ -281,6 +284,7 @@ class Engine:
             hostname=hostname,
             vendor_class=vendor_class,
             requested_ip=None if requested_ip is None else IPv4Address(requested_ip),
+            preferred_ip=preferred_ip,
             subnet=subnet,
             on_request=on_request,
         )
@@ -515,7 +519,8 @@ class Engine:
             exchange.discover_secs = secs
             message = messages.discover(
                 xid=xid, mac=mac, secs=secs, broadcast=self.config.broadcast,
-                requested=exchange.requested_ip, client_id=client_id, hostname=hostname,
+                requested=exchange.requested_ip or exchange.preferred_ip,
+                client_id=client_id, hostname=hostname,
                 vendor_class=vendor, parameters=parameters,
             )  # fmt: skip
             return codec.build_frame(message, src_mac=mac), MessageType.DISCOVER

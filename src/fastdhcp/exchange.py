@@ -126,7 +126,8 @@ class Exchange:
     client_id: bytes | None = None
     hostname: str | None = None
     vendor_class: bytes | None = None
-    requested_ip: IPv4Address | None = None
+    requested_ip: IPv4Address | None = None  # required: an offer of another is refused
+    preferred_ip: IPv4Address | None = None  # a hint only: any usable offer is taken
     subnet: IPv4Network | None = None  # acquiring: the pool's; an address outside is refused
     on_request: Any = None  # acquiring: told of each offer before it is taken
     lease: Lease | None = None  # renewing and rebinding: the lease to extend

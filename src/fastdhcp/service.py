@@ -188,8 +188,10 @@ class LeaseService:
             engine = await self.engine_for(pool.pool_id)
             identity = Identity.of(pool, mac, endpoint)
             lease = await self.acquirer.acquire(
-                engine, pool, mac, wanted, identity, self.config.acquire_timeout
-            )
+                engine, pool, mac, wanted, identity, self.config.acquire_timeout,
+                preferred=self._remembered(pool, endpoint) if wanted is None else None,
+                endpoint=endpoint,
+            )  # fmt: skip
             if self.keeper is not None:
                 self.keeper.track(lease)
             future.set_result(lease)
@@ -200,6 +202,18 @@ class LeaseService:
             raise
         finally:
             del self._acquiring[key]
+
+    def _remembered(self, pool: Pool, endpoint: str | None) -> IPv4Address | None:
+        """The address a container of this name last had in the pool (Docker 29+
+        names endpoints), to ask for again: a container re-created under its
+        name gets its address back if the server still has it free. Not one
+        that another container holds now."""
+        if endpoint is None:
+            return None
+        address = self.book.endpoint_address(pool.pool_id, endpoint)
+        if address is None or self.book.lease_at(address) is not None:
+            return None
+        return address
 
     async def replayed(self, pool: Pool, address: IPv4Address) -> Lease | None:
         """The lease on ``address`` if ``pool`` holds it, or a sibling pool does.

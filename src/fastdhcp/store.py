@@ -35,7 +35,7 @@ from .spec import INFINITE_LEASE
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "PendingRequest", "PoolRecord", "Store"]
 
 DB_NAME = "leases.sqlite3"
-SCHEMA_VERSION = 2  # PRAGMA user_version of the schema below
+SCHEMA_VERSION = 3  # PRAGMA user_version of the schema below
 BUSY_TIMEOUT_MS = 5000  # WAL readers never block the writer; a second writer or a WAL recovery may
 
 # MIGRATIONS[n] takes a store from user_version n - 1 to n, in one transaction.
@@ -87,6 +87,19 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             client_id    BLOB,
             requested_at REAL NOT NULL,
             PRIMARY KEY (pool_id, mac)
+        )""",
+    ),
+    3: (
+        # Docker 29+ names each endpoint in RequestAddress (the container's name):
+        # the last address each name was leased in each pool, so that a container
+        # re-created under the same name asks for it again (option 50, a hint).
+        # Kept while the pool exists; remove_pool() deletes its rows.
+        """CREATE TABLE endpoint_addresses (
+            pool_id  TEXT NOT NULL REFERENCES pools (pool_id),
+            endpoint TEXT NOT NULL,
+            address  TEXT NOT NULL,
+            seen_at  REAL NOT NULL,
+            PRIMARY KEY (pool_id, endpoint)
         )""",
     ),
 }
@@ -310,12 +323,15 @@ class Store:
                     f"{self.path}: pool {pool_id!r} has {pending} acquisition(s) in progress;"
                     " try again when they finish"
                 )
+            conn.execute("DELETE FROM endpoint_addresses WHERE pool_id = ?", (pool_id,))
             return conn.execute("DELETE FROM pools WHERE pool_id = ?", (pool_id,)).rowcount > 0
 
     # -- leases --------------------------------------------------------------------
 
-    def put_lease(self, pool_id: str, lease: Lease) -> None:
+    def put_lease(self, pool_id: str, lease: Lease, endpoint: str | None = None) -> None:
         """Insert the lease of its address, or update it in place (a renewal).
+        With ``endpoint`` (Docker's name for the container), remember that the
+        name was leased this address in this pool, in the same transaction.
 
         Raises StoreError, changing nothing, if the pool does not exist, if the
         address is held by another MAC or in another pool, or if this MAC already
@@ -347,6 +363,13 @@ class Store:
             conn.execute(
                 "DELETE FROM pending_requests WHERE pool_id = ? AND mac = ?", (pool_id, lease.mac)
             )
+            if endpoint is not None:
+                conn.execute(
+                    "INSERT INTO endpoint_addresses (pool_id, endpoint, address, seen_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (pool_id, endpoint) DO UPDATE"
+                    " SET address = excluded.address, seen_at = excluded.seen_at",
+                    (pool_id, endpoint, address, lease.bound_at),
+                )
 
     def move_lease(self, address: IPv4Address | str, pool_id: str) -> bool:
         """Re-home a held lease to another pool, in one transaction.
@@ -378,6 +401,11 @@ class Store:
         else:
             rows = self._read(f"{SQL_SELECT_LEASES} WHERE pool_id = ?", (pool_id,))
         return sorted((_row_lease(row) for row in rows), key=lambda pl: (pl[0], pl[1].address))
+
+    def endpoint_addresses(self) -> dict[tuple[str, str], IPv4Address]:
+        """(pool id, endpoint name) -> the last address leased to that name."""
+        rows = self._read("SELECT pool_id, endpoint, address FROM endpoint_addresses")
+        return {(pool_id, endpoint): IPv4Address(address) for pool_id, endpoint, address in rows}
 
     def lease_counts(self, now: float) -> dict[tuple[str, str], int]:
         """(pool, state) -> leases, in one grouped query, for metrics scrapes. The

@@ -50,8 +50,10 @@ class GroupWriter:
     def put_pending(self, request: PendingRequest) -> asyncio.Future[None]:
         return self.submit(self.store.put_pending, request)
 
-    def put_lease(self, pool_id: str, lease: Lease) -> asyncio.Future[None]:
-        return self.submit(self.store.put_lease, pool_id, lease)
+    def put_lease(
+        self, pool_id: str, lease: Lease, endpoint: str | None = None
+    ) -> asyncio.Future[None]:
+        return self.submit(self.store.put_lease, pool_id, lease, endpoint)
 
     def begin_release(self, address: IPv4Address | str) -> asyncio.Future[PendingRequest | None]:
         return self.submit(self.store.begin_release, address)

@@ -45,6 +45,7 @@ import docker_lab
 import engines
 import lab
 import lab_pytest
+from fastdhcp_lab import FastdhcpPlugin
 
 WHO = "the e2e lab"
 
@@ -155,3 +156,20 @@ def probe_plugin(
         return plugin
 
     return start
+
+
+@pytest.fixture
+def fastdhcp(
+    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
+) -> FastdhcpPlugin:
+    plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
+    plugins.append(plugin)
+    lab_pytest.attach(request, plugin)
+    plugin.start()
+    return plugin
+
+
+@pytest.fixture
+def dnsmasq(segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Dnsmasq]:
+    with lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
+        yield server

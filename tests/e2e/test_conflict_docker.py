@@ -15,7 +15,7 @@ import docker_lab
 import lab
 import lab_pytest
 import pytest
-from test_fastdhcp_docker import FastdhcpPlugin, network, run
+from fastdhcp_lab import FastdhcpPlugin, network, run
 
 pytestmark = pytest.mark.root
 

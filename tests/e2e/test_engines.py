@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import docker_lab
 import engines
 import lab
-import lab_pytest
 import pytest
-from test_fastdhcp_docker import (
+from fastdhcp_lab import (
     FastdhcpPlugin,
     assert_container_matches_lease,
     network,
@@ -30,23 +27,6 @@ from test_fastdhcp_docker import (
 )
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def fastdhcp(
-    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
-) -> FastdhcpPlugin:
-    plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
-    plugins.append(plugin)
-    lab_pytest.attach(request, plugin)
-    plugin.start()
-    return plugin
-
-
-@pytest.fixture
-def dnsmasq(segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Dnsmasq]:
-    with lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
-        yield server
 
 
 @pytest.mark.parametrize("docker_engine", engines.VERSIONS)

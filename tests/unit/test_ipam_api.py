@@ -675,3 +675,80 @@ async def test_address_calls_read_no_sqlite_on_the_loop(
     released = await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address})
     assert released == (200, {})
     assert reads == []
+
+
+async def named(plugin: Plugin, pool_id: str, mac: str, name: str) -> str:
+    """RequestAddress as Docker 29 sends it, with the endpoint's name."""
+    options = {"com.docker.network.endpoint.macaddress": mac,
+               "com.docker.network.endpoint.name": name}  # fmt: skip
+    status, reply = await plugin.call(
+        "RequestAddress", {"PoolID": pool_id, "Address": "", "Options": options}
+    )
+    assert status == 200, reply
+    return str(reply["Address"]).split("/")[0]
+
+
+async def release(plugin: Plugin, pool_id: str, address: str) -> None:
+    assert await plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (
+        200,
+        {},
+    )
+
+
+def asked_for(plugin: Plugin) -> list[IPv4Address | None]:
+    """Option 50 of each DISCOVER the server saw."""
+    return [seen.message.requested_ip for seen in plugin.server.seen(MessageType.DISCOVER)]
+
+
+async def test_a_container_recreated_under_its_name_gets_its_address_back(
+    plugin: Plugin,
+) -> None:
+    pool_id = await plugin.pool()
+    first = await named(plugin, pool_id, "02:42:0a:00:00:01", "web1")
+    await named(plugin, pool_id, "02:42:0a:00:00:02", "db")
+    await release(plugin, pool_id, first)  # docker rm web1
+    # docker run --name web1 again: a new MAC, and the server's next free address
+    # would be another one; option 50 asks for the old one, and gets it.
+    assert await named(plugin, pool_id, "02:42:0a:00:00:03", "web1") == first
+    assert asked_for(plugin)[-1] == IPv4Address(first)
+    # The memory is in the store: a restarted plugin still has it.
+    again = await named(plugin, pool_id, "02:42:0a:00:00:03", "web1")  # Docker's retry
+    await release(plugin, pool_id, again)
+    await plugin.driver.close()
+    await plugin.driver.start()
+    assert await named(plugin, pool_id, "02:42:0a:00:00:04", "web1") == first
+
+
+async def test_the_remembered_address_is_a_hint_the_server_may_refuse(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    first = await named(plugin, pool_id, "02:42:0a:00:00:01", "web1")
+    await release(plugin, pool_id, first)
+    plugin.server.offer_address = IPv4Address("10.0.0.77")  # the server has other plans
+    assert await named(plugin, pool_id, "02:42:0a:00:00:02", "web1") == "10.0.0.77"
+    assert asked_for(plugin)[-1] == IPv4Address(first)
+
+
+async def test_an_address_another_container_holds_is_not_asked_for(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    first = await named(plugin, pool_id, "02:42:0a:00:00:01", "web1")
+    # web1 is still running under its old MAC (say, on --ip), and a second
+    # container of the same name in the pool (Docker's stale endpoint): the
+    # old address is not asked for, since this plugin holds it.
+    await named(plugin, pool_id, "02:42:0a:00:00:02", "web1")
+    assert asked_for(plugin)[-1] is None and first
+
+
+async def test_without_an_endpoint_name_nothing_is_remembered(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    _, reply = await plugin.address(pool_id, mac="02:42:0a:00:00:01")  # Docker before 29
+    await release(plugin, pool_id, reply["Address"].split("/")[0])
+    await plugin.address(pool_id, mac="02:42:0a:00:00:02")
+    assert asked_for(plugin) == [None, None, None]  # RequestPool's probe, then two
+
+
+async def test_removing_the_network_forgets_its_names(plugin: Plugin) -> None:
+    pool_id = await plugin.pool()
+    first = await named(plugin, pool_id, "02:42:0a:00:00:01", "web1")
+    await release(plugin, pool_id, first)
+    assert await plugin.call("ReleasePool", {"PoolID": pool_id}) == (200, {})
+    assert plugin.driver.store.endpoint_addresses() == {}

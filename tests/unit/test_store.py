@@ -299,8 +299,12 @@ def test_a_store_of_schema_1_is_upgraded_with_its_leases(state: Path) -> None:
         assert [pool.pool_id for pool in upgraded.pools()] == ["pool-1"]
         upgraded.put_pending(pending())
         assert len(upgraded.pending()) == 1
+        # Migration 3: the endpoint names' addresses, empty until Docker 29 names one.
+        assert upgraded.endpoint_addresses() == {}
+        upgraded.put_lease("pool-1", lease(), endpoint="web1")
+        assert upgraded.endpoint_addresses() == {("pool-1", "web1"): lease().address}
     conn = sqlite3.connect(state / DB_NAME)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
 
 

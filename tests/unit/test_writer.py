@@ -70,9 +70,9 @@ async def test_the_loop_is_never_blocked_by_a_commit(
     gate = threading.Event()
     original = writer.store.put_lease
 
-    def slow_put(pool_id: str, held: object) -> None:
+    def slow_put(pool_id: str, held: object, endpoint: str | None = None) -> None:
         gate.wait(5)
-        original(pool_id, held)  # type: ignore[arg-type]
+        original(pool_id, held, endpoint)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer.store, "put_lease", slow_put)
     pending = writer.put_lease(POOL.pool_id, lease())
