@@ -223,9 +223,10 @@ def _probe(args: argparse.Namespace) -> int:
     config = EngineConfig(
         retransmit_initial=min(2.0, args.timeout / 4), timeout=args.timeout, server_id=args.server
     )
-    report = asyncio.run(
+    offer = asyncio.run(
         probe(args.interface, timeout=args.timeout, config=config, promiscuous=args.promiscuous)
     )
+    report = offer.as_json()
     if args.json:
         print(json.dumps(report))
     else:

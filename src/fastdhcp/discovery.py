@@ -23,7 +23,7 @@ async def discover(
     """The pool's subnet and router: the DHCP server's offer, checked against
     the user's --subnet if given (which stands alone if no server answers)."""
     try:
-        report = await engine.probe(timeout=timeout)
+        offer = await engine.probe(timeout=timeout)
     except NoAnswerError as exc:
         if subnet is None:
             who = (
@@ -36,19 +36,17 @@ async def discover(
                 f"discovered: check the server, or give --subnet and --gateway ({exc})"
             ) from None
         return subnet, None  # the user's subnet stands on its own
-    if report["subnet"] is None:
+    if offer.subnet is None:
         raise IpamError(
-            f"the DHCP server {report['server_id']} on {opts.interface} sends no subnet "
+            f"the DHCP server {offer.server_id} on {opts.interface} sends no subnet "
             "mask (option 1): give --subnet and --gateway"
         )
-    discovered = IPv4Network(report["subnet"])
-    if subnet is not None and subnet != discovered:
+    if subnet is not None and subnet != offer.subnet:
         raise IpamError(
-            f"--subnet {subnet} disagrees with the DHCP server {report['server_id']} "
-            f"on {opts.interface}, which serves {discovered}: use --subnet {discovered}"
+            f"--subnet {subnet} disagrees with the DHCP server {offer.server_id} "
+            f"on {opts.interface}, which serves {offer.subnet}: use --subnet {offer.subnet}"
         )
-    router = report["router"]
-    return discovered, None if router is None else IPv4Address(router)
+    return offer.subnet, offer.router
 
 
 class OverlapLoopGuard:

@@ -329,19 +329,16 @@ class Engine:
         )  # fmt: skip
         await self._outbox.put_and_wait(codec.build_frame(message, src_mac=lease.mac))
 
-    async def probe(self, *, timeout: float | None = None) -> dict[str, Any]:
+    async def probe(self, *, timeout: float | None = None) -> Offer:
         """DISCOVER from a throwaway MAC and report the first usable OFFER (from
-        the configured ``server_id`` when set); never REQUEST.
-
-        The result has ``subnet`` (CIDR), ``router``, ``server_id``, ``lease_time``,
-        ``dns``, ``domain`` and ``offered`` (the address the server would give).
+        the configured ``server_id`` when set); never REQUEST. See :class:`Offer`.
         """
         exchange = self._new_exchange(
             State.PROBING,
             random_mac(),
             self.config.timeout if timeout is None else timeout,
         )
-        result: dict[str, Any] = await self._run(exchange)
+        result: Offer = await self._run(exchange)
         return result
 
     # -- exchange bookkeeping -----------------------------------------------------------
@@ -618,7 +615,7 @@ class Engine:
             return "unusable", f"DHCPOFFER of {offered} from {server}: {problem}"
         exchange.answers.add(f"DHCPOFFER from {server}")
         if exchange.state is State.PROBING:
-            self._finish(exchange, _offer_report(offer, server))
+            self._finish(exchange, Offer.of(offer, server))
             return None
         wanted = exchange.requested_ip
         if wanted is not None and offered != wanted:
@@ -771,21 +768,47 @@ def _sender(message: codec.Message) -> str:
     return name if server is None else f"{name} from {server}"
 
 
-def _offer_report(offer: codec.Message, server: IPv4Address) -> dict[str, Any]:
-    prefix = offer.prefix_length
-    routers = offer.routers or ()
-    subnet = None
-    if prefix is not None:
-        subnet = str(IPv4Interface(f"{offer.yiaddr}/{prefix}").network)
-    return {
-        "subnet": subnet,
-        "router": str(routers[0]) if routers else None,
-        "server_id": str(server),
-        "lease_time": offer.lease_time,
-        "dns": [str(address) for address in offer.dns_servers or ()],
-        "domain": offer.domain_name,
-        "offered": str(offer.yiaddr),
-    }
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What ``Engine.probe`` learns from a server's DHCPOFFER: the segment's
+    addressing as that server would lease it, nothing leased."""
+
+    server_id: IPv4Address
+    offered: IPv4Address  # the address it would lease
+    subnet: IPv4Network | None  # from option 1; None if the server sent no mask
+    router: IPv4Address | None  # the first of option 3
+    lease_time: int | None
+    dns: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+
+    @classmethod
+    def of(cls, offer: codec.Message, server: IPv4Address) -> Offer:
+        prefix = offer.prefix_length
+        routers = offer.routers or ()
+        subnet = None
+        if prefix is not None:
+            subnet = IPv4Interface(f"{offer.yiaddr}/{prefix}").network
+        return cls(
+            server_id=server,
+            offered=offer.yiaddr,
+            subnet=subnet,
+            router=routers[0] if routers else None,
+            lease_time=offer.lease_time,
+            dns=tuple(offer.dns_servers or ()),
+            domain=offer.domain_name,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields as JSON values (addresses as text), for ``fastdhcp probe``."""
+        return {
+            "subnet": None if self.subnet is None else str(self.subnet),
+            "router": None if self.router is None else str(self.router),
+            "server_id": str(self.server_id),
+            "lease_time": self.lease_time,
+            "dns": [str(address) for address in self.dns],
+            "domain": self.domain,
+            "offered": str(self.offered),
+        }
 
 
 async def probe(
@@ -794,7 +817,7 @@ async def probe(
     timeout: float = 10.0,
     config: EngineConfig | None = None,
     promiscuous: bool = False,
-) -> dict[str, Any]:
+) -> Offer:
     """Open an engine on ``ifname``, probe, close. See :meth:`Engine.probe`."""
     engine = await Engine.open(ifname, config, promiscuous=promiscuous)
     try:

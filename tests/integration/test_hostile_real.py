@@ -48,7 +48,7 @@ import lab
 import lab_pytest
 import pytest
 
-from fastdhcp.engine import Engine, EngineConfig, random_mac
+from fastdhcp.engine import Engine, EngineConfig, Offer, random_mac
 from fastdhcp.errors import AddressRefusedError, NakError, NoAnswerError
 from fastdhcp.lease import Lease
 
@@ -483,16 +483,16 @@ def test_a_copied_server_id_offering_another_address_refuses_a_pinned_request(
 
 @pytest.mark.parametrize("pinned", [True, False], ids=["pinned-copied-sid", "any-own-sid"])
 def test_probe_reports_the_sane_server(env: Hostile, pinned: bool) -> None:
-    async def body(engine: Engine) -> tuple[dict[str, Any], hostile_lab.Forger]:
+    async def body(engine: Engine) -> tuple[Offer, hostile_lab.Forger]:
         with env.forger("offer-bad", "yiaddr-broadcast",
                         sid="trusted" if pinned else "own") as forger:  # fmt: skip
             return await engine.probe(timeout=5), forger
 
     (report, forger), stats = with_engine(env, body, config(pinned))
     assert forger.sent("offer:yiaddr-broadcast") >= 1
-    assert report["server_id"] == str(TRUSTED), report
-    assert report["offered"] != "10.99.255.255" and IPv4Address(report["offered"]) in POOL
-    assert report["router"] == str(TRUSTED) and report["subnet"] == str(POOL), report
+    assert report.server_id == TRUSTED, report
+    assert report.offered != IPv4Address("10.99.255.255") and report.offered in POOL
+    assert report.router == TRUSTED and report.subnet == POOL, report
     assert ignored(stats, "unusable") >= 1, counts(stats)
 
 

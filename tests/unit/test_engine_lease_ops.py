@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 from fake_dhcp import (
@@ -20,7 +20,7 @@ from fake_dhcp import (
     pending_timers,
 )
 
-from fastdhcp.engine import EngineConfig
+from fastdhcp.engine import EngineConfig, Offer
 from fastdhcp.errors import NakError, NoAnswerError
 from fastdhcp.lease import Lease
 from fastdhcp.spec import MessageType, Option
@@ -232,7 +232,16 @@ async def test_probe_reports_the_offer_and_never_requests() -> None:
         report = await engine.probe()
         await asyncio.sleep(0.15)  # a leaked retransmission or REQUEST would show here
         assert engine.in_flight == 0 and pending_timers(engine) == []
-    assert report == {
+    assert report == Offer(
+        server_id=IPv4Address(SERVER_ID),
+        offered=IPv4Address("10.0.0.10"),
+        subnet=IPv4Network("10.0.0.0/24"),
+        router=IPv4Address("10.0.0.1"),
+        lease_time=3600,
+        dns=(IPv4Address("10.0.0.53"), IPv4Address("10.0.0.54")),
+        domain="test.example",
+    )
+    assert report.as_json() == {
         "subnet": "10.0.0.0/24",
         "router": "10.0.0.1",
         "server_id": str(SERVER_ID),
@@ -261,8 +270,8 @@ async def test_probe_macs_differ() -> None:
 async def test_probe_without_mask_or_router() -> None:
     async with dhcp_pair(fast(), router=None, dns=(), domain=None) as (engine, _server):
         report = await engine.probe()
-    assert report["router"] is None and report["dns"] == [] and report["domain"] is None
-    assert report["subnet"] == "10.0.0.0/24"
+    assert report.router is None and report.dns == () and report.domain is None
+    assert report.subnet == IPv4Network("10.0.0.0/24")
 
 
 async def test_probe_times_out() -> None:
