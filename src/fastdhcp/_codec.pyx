@@ -290,19 +290,21 @@ cdef object _unbuilt(str what):
     return TypeError(f"this {what} was never built: make one with {how}")
 
 
+cdef inline uint32_t _ip_arg(object value, str field) except? 0xFFFFFFFF:
+    # An exact int in range, or an IPv4Address, read in C; anything else (and
+    # every error) through coerce_ip, as _codec_py does.
+    if type(value) is int and 0 <= <object>value <= 0xFFFFFFFF:
+        return <uint32_t>value
+    if type(value) is IPv4Address:
+        return <uint32_t>value._ip
+    return <uint32_t>coerce_ip(value, field)
+
+
 cdef inline object _u_arg(object value, object limit, int bits, str field):
     # An exact int (not bool, not a subclass) in 0..limit, as coerce_u accepts.
     if type(value) is int and 0 <= <object>value <= limit:
         return value
     return coerce_u(value, bits, field)
-
-
-cdef inline object _address_arg(object value, str field):
-    if type(value) is int and 0 <= <object>value <= 0xFFFFFFFF:
-        return value
-    if type(value) is IPv4Address:
-        return value._ip
-    return coerce_ip(value, field)
 
 
 cdef dict _options_arg(object options):
@@ -359,10 +361,10 @@ cdef class _MessageCore:
         self._xid = _u_arg(xid, 0xFFFFFFFF, 32, "xid")
         self._secs = _u_arg(secs, 0xFFFF, 16, "secs")
         self._flags = _u_arg(flags, 0xFFFF, 16, "flags")
-        self._ciaddr = _address_arg(ciaddr, "ciaddr")
-        self._yiaddr = _address_arg(yiaddr, "yiaddr")
-        self._siaddr = _address_arg(siaddr, "siaddr")
-        self._giaddr = _address_arg(giaddr, "giaddr")
+        self._ciaddr = _ip_arg(ciaddr, "ciaddr")
+        self._yiaddr = _ip_arg(yiaddr, "yiaddr")
+        self._siaddr = _ip_arg(siaddr, "siaddr")
+        self._giaddr = _ip_arg(giaddr, "giaddr")
         self._sname = b"" if type(sname) is bytes and not sname else coerce_sname(sname)
         self._file = b"" if type(file) is bytes and not file else coerce_file(file)
         self._optdict = _options_arg(options)
@@ -1100,10 +1102,6 @@ def decode_frame(frame, bint verify_udp_checksum=True):
     return result
 
 
-cdef inline uint32_t _ip_arg(object value, str field) except? 0xFFFFFFFF:
-    if type(value) is int and 0 <= <object>value <= 0xFFFFFFFF:
-        return <uint32_t>value
-    return <uint32_t>coerce_ip(value, field)
 
 
 cdef inline bytes _mac_arg(object value, str field):

@@ -174,11 +174,6 @@ class Book:
         self._hide(address)
         return await self.writer.begin_release(address)
 
-    async def forget_lease(self, address: IPv4Address) -> bool:
-        """Remove a lease outright (store.remove_lease)."""
-        self._hide(address)
-        return bool(await self.writer.submit(self.store.remove_lease, address))
-
     # -- acquisitions in progress --------------------------------------------------------------
 
     def put_pending(self, request: PendingRequest) -> asyncio.Future[None]:

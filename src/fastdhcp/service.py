@@ -76,8 +76,8 @@ class LeaseService:
 
     async def start(self) -> int:
         """Settle acquisitions and releases an earlier run left unfinished, then
-        start renewing every lease held; returns how many are held."""
-        self.book.reload()
+        start renewing every lease held; returns how many are held. The book
+        read the store when this service was made (book.py)."""
         for request in self.book.pending():
             await self.acquirer.settle(request, "an earlier run stopped before its ACK")
         self.keeper = LeaseKeeper(self.book, self.engine_for, self.config.keeper)

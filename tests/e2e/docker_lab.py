@@ -112,6 +112,26 @@ def _token() -> str:
     return secrets.token_hex(3)
 
 
+def _spawn(
+    argv: list[str], log_file: Path, *, env: dict[str, str] | None = None, mark: bool = True
+) -> subprocess.Popen[bytes]:
+    """A lab daemon, its output appended to ``log_file`` (after a ``--- start``
+    line, if ``mark``), in a session of its own: a Ctrl-C on pytest must not
+    race the orderly teardown."""
+    with open(log_file, "ab") as out:
+        if mark:
+            out.write(f"--- start {' '.join(argv)}\n".encode())
+            out.flush()
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+
+
 def _docker_env(host: str, cli_config: Path) -> dict[str, str]:
     env = {
         k: v
@@ -421,17 +441,7 @@ class Dockerd:
         self.containerd_sock.unlink(missing_ok=True)  # a crashed one's
         argv = [str(self.engine.containerd), "--config", str(config)]
         LOG.debug("start containerd: %s", " ".join(argv))
-        with open(self.containerd_log_file, "ab") as out:
-            out.write(f"--- start {' '.join(argv)}\n".encode())
-            out.flush()
-            self.containerd_proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=self._engine_env(),
-            )
+        self.containerd_proc = _spawn(argv, self.containerd_log_file, env=self._engine_env())
 
         def ready() -> bool:
             if not self.containerd_running:
@@ -477,18 +487,7 @@ class Dockerd:
         argv = self.argv()
         LOG.debug("start dockerd: %s", " ".join(argv))
         t0 = time.monotonic()
-        with open(self.log_file, "ab") as out:
-            out.write(f"--- start {' '.join(argv)}\n".encode())
-            out.flush()
-            # Own session: a Ctrl-C on pytest must not race our orderly teardown.
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=self._engine_env(),
-            )
+        self.proc = _spawn(argv, self.log_file, env=self._engine_env())
 
         def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:
@@ -935,14 +934,7 @@ class PluginProcess:
         PLUGIN_DIR.mkdir(parents=True, exist_ok=True)
         argv = self.argv()
         LOG.debug("start %s: %s", self.kind, " ".join(argv))
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = _spawn(argv, self.log_file, mark=False)
         _LIVE_PLUGINS.add(self)
 
         def ready() -> bool:

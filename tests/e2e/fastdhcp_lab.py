@@ -57,8 +57,12 @@ def network(dockerd: docker_lab.Dockerd, segment: lab.Segment, plugin: FastdhcpP
     return name, result
 
 
-def run(dockerd: docker_lab.Dockerd, net: str, image: str, *extra: str) -> str:
-    name = dockerd.new_name("c")
+def run(
+    dockerd: docker_lab.Dockerd, net: str, image: str, *extra: str, name: str | None = None
+) -> str:
+    """``docker run -d`` of a sleeper on ``net``; returns its name (a fresh one
+    unless ``name`` is given)."""
+    name = name or dockerd.new_name("c")
     dockerd.docker("run", "-d", "--name", name, "--network", net, *extra, image,
                    "sleep", "600", timeout=60)  # fmt: skip
     return name

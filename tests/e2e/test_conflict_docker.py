@@ -41,17 +41,6 @@ def kea(request: pytest.FixtureRequest, bridged: lab.Segment, tmp_path: Path) ->
     server.close()
 
 
-@pytest.fixture
-def fastdhcp(
-    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
-) -> FastdhcpPlugin:
-    plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
-    plugins.append(plugin)
-    lab_pytest.attach(request, plugin)
-    plugin.start()
-    return plugin
-
-
 def test_docker_run_skips_a_squatted_address(
     dockerd: docker_lab.Dockerd, busybox: str, bridged: lab.Segment, kea: lab.Kea,
     fastdhcp: FastdhcpPlugin,

@@ -83,8 +83,7 @@ def test_the_endpoint_name_is_the_client_id_and_host_name(
     with lab.Kea(segment, workdir=tmp_path / "kea") as kea:
         net, _ = network(dockerd, segment, fastdhcp,
                          "--ipam-opt", "client_id=endpoint", "--ipam-opt", "hostname=endpoint")  # fmt: skip
-        dockerd.docker("run", "-d", "--name", "web1", "--network", net, busybox, "sleep", "600",
-                       timeout=60)  # fmt: skip
+        run(dockerd, net, busybox, name="web1")
         address = assert_container_matches_lease(dockerd, "web1", kea, segment)
         held = {lease.ip: lease for lease in kea.leases()}
         assert held[address].hostname == "web1"
@@ -103,15 +102,13 @@ def test_a_recreated_container_gets_its_address_back_from_kea(
     # (option 50), and Kea gives it, where it would give the next free one.
     with lab.Kea(segment, workdir=tmp_path / "kea") as kea:
         net, _ = network(dockerd, segment, fastdhcp)
-        dockerd.docker("run", "-d", "--name", "web1", "--network", net, busybox, "sleep", "600",
-                       timeout=60)  # fmt: skip
+        run(dockerd, net, busybox, name="web1")
         first = assert_container_matches_lease(dockerd, "web1", kea, segment)
         dockerd.docker("rm", "-f", "web1", timeout=60)
         wait_until(lambda: server_leases(kea) == {}, "web1's lease released")
         other = run(dockerd, net, busybox)  # would take the first free address
         assert assert_container_matches_lease(dockerd, other, kea, segment) != first
-        dockerd.docker("run", "-d", "--name", "web1", "--network", net, busybox, "sleep", "600",
-                       timeout=60)  # fmt: skip
+        run(dockerd, net, busybox, name="web1")
         assert assert_container_matches_lease(dockerd, "web1", kea, segment) == first
         dockerd.docker("rm", "-f", "web1", other, timeout=60)
         wait_until(lambda: server_leases(kea) == {}, "Kea's leases released")

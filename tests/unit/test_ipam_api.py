@@ -362,6 +362,7 @@ async def test_a_release_cut_short_by_a_crash_is_finished_at_start(plugin: Plugi
     _, reply = await plugin.address(pool_id)
     address = IPv4Address(reply["Address"].split("/")[0])
     plugin.driver.store.begin_release(address)  # ... and then the plugin died
+    plugin.driver.service.book.reload()  # a new serve reads the store it left
     assert await plugin.driver.start() == 0
     await plugin.server.wait_seen(MessageType.RELEASE)
     [release] = plugin.server.seen(MessageType.RELEASE)
@@ -715,6 +716,7 @@ async def test_a_container_recreated_under_its_name_gets_its_address_back(
     again = await named(plugin, pool_id, "02:42:0a:00:00:03", "web1")  # Docker's retry
     await release(plugin, pool_id, again)
     await plugin.driver.close()
+    plugin.driver.service.book.reload()  # a new serve reads the store it left
     await plugin.driver.start()
     assert await named(plugin, pool_id, "02:42:0a:00:00:04", "web1") == first
 
