@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import sys
 import time
@@ -212,6 +213,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # A daemon that crashes or hangs says where: every thread's stack goes to
+    # stderr (the journal) on a fatal signal, SIGABRT included (`kill -ABRT`).
+    faulthandler.enable()
     config = DriverConfig(acquire_timeout=args.acquire_timeout)
     asyncio.run(serve(args.socket, args.state_dir, config, metrics=args.metrics))
     return 0

@@ -59,6 +59,18 @@ def wait_for_socket(sock: Path, process: subprocess.Popen[str]) -> None:
     raise AssertionError("serve never answered")
 
 
+def stop(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """SIGTERM, and serve's stderr once it exited. A serve that does not stop in
+    time gets SIGABRT, and the stacks it prints (faulthandler) fail the test."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        stacks = process.communicate(timeout=30)[1]
+        raise AssertionError(f"serve did not stop within {timeout} s:\n{stacks}") from None
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[str]]]:
     sock, state = tmp_path / "plugins" / "fastdhcp.sock", tmp_path / "state"
@@ -94,8 +106,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_store(
     daemon: tuple[Path, Path, subprocess.Popen[str]],
 ) -> None:
     sock, state, process = daemon
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
+    err = stop(process)
     assert process.returncode == 0, err
     assert "leases are kept" in err
     assert not sock.exists()
@@ -111,8 +122,7 @@ def test_a_stale_socket_from_a_crash_is_replaced(tmp_path: Path) -> None:
     try:
         wait_for_socket(sock, process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        err = stop(process)
     assert "replacing the stale socket" in err
 
 
