@@ -201,7 +201,7 @@ def cgroup_dirs(name: str) -> list[Path]:
     return [c for c in cands if c.is_dir()]
 
 
-def _cgroup_pids(top: Path) -> list[int]:
+def cgroup_pids(top: Path) -> list[int]:
     pids: set[int] = set()
     for procs in top.rglob("cgroup.procs"):
         with contextlib.suppress(OSError, ValueError):
@@ -218,7 +218,7 @@ def _kill_pids(pids: Sequence[int], what: str) -> None:
 
 def _remove_cgroups(name: str) -> None:
     for top in cgroup_dirs(name):
-        _kill_pids(_cgroup_pids(top), f"in cgroup {top}")
+        _kill_pids(cgroup_pids(top), f"in cgroup {top}")
         # children first; a cgroup whose last task just died may take a moment
         dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
         for d in [*dirs, top]:

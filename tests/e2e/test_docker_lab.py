@@ -200,7 +200,7 @@ def test_teardown_after_dockerd_crash(e2e_session: None, tmp_path: Path) -> None
         assert not d.running
         shims = docker_lab.processes_naming(str(d.root))
         assert shims, "a containerd-shim should outlive dockerd"
-        assert any(docker_lab._cgroup_pids(cg) for cg in docker_lab.cgroup_dirs(d.name))
+        assert any(docker_lab.cgroup_pids(cg) for cg in docker_lab.cgroup_dirs(d.name))
         assert docker_lab.mounts_under(d.root)
     finally:
         d.close()

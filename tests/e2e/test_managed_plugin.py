@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.root, pytest.mark.packaging]
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_PLUGIN = ROOT / "scripts" / "build-plugin"
+CAP_NET_RAW_MASK = 1 << 13  # linux/capability.h: CAP_NET_RAW is 13
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,17 @@ def test_create_enable_use_disable_remove(
     socket = managed.socket()
     assert socket == docker_lab.PLUGIN_DIR / info["Id"] / "fastdhcp.sock"
     lab.wait_for(socket.exists, 10, f"the plugin's socket {socket}")
+    # Least privilege: Docker gives a plugin its default capabilities plus those
+    # config.json asks for; the entrypoint (setpriv) keeps CAP_NET_RAW alone.
+    (pid,) = {p for d in docker_lab.cgroup_dirs(info["Id"]) for p in docker_lab.cgroup_pids(d)}
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    assert status["Name"].startswith("fastdhcp") or "python" in status["Name"], status["Name"]
+    assert {key: int(status[key], 16) for key in ("CapEff", "CapPrm", "CapBnd")} == dict.fromkeys(
+        ("CapEff", "CapPrm", "CapBnd"), CAP_NET_RAW_MASK
+    )
+    assert status["NoNewPrivs"].strip() == "1"
 
     net = dockerd.new_name("n")
     dockerd.docker(
