@@ -1,7 +1,8 @@
 """``fastdhcp serve``: the IPAM plugin daemon on its unix socket.
 
 The socket is owner-only. A socket file left by a crash is replaced; one that a
-live process still serves is not. SIGTERM (and SIGINT) stop accepting, let the
+live process still serves is not. Under systemd, the socket is systemd's
+(socket activation): serve takes it as passed and leaves it in place at exit. SIGTERM (and SIGINT) stop accepting, let the
 requests in flight finish, and exit; leases are kept, never released, since the
 containers holding them still run.
 """
@@ -46,9 +47,44 @@ class DaemonError(FastDHCPError):
     """The daemon cannot start; the message says why and what to do."""
 
 
+# sd_listen_fds(3): the first socket systemd passes is file descriptor 3.
+SD_LISTEN_FDS_START = 3
+
+
+def systemd_socket(path: Path) -> socket.socket | None:
+    """The listening socket systemd made for this process (socket activation,
+    packaging/systemd/fastdhcp.socket), or None when it made none.
+
+    systemd, as root, makes it where dockerd looks, whatever the directory's
+    owner and mode; serve then needs no right to /run/docker at all, and the
+    socket stays up across a restart, so dockerd's calls wait in its queue
+    instead of failing. It must be the one --socket names, since `fastdhcp
+    status` looks there."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None  # not ours: passed to some other process in a chain of execs
+    count = int(os.environ.get("LISTEN_FDS", "0"))
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # for no child of ours to claim
+    if count != 1:
+        raise DaemonError(f"systemd passed {count} sockets; fastdhcp.socket passes one")
+    listener = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM:
+        raise DaemonError("the socket systemd passed is not a unix stream socket (ListenStream=)")
+    if Path(listener.getsockname()) != Path(os.path.abspath(path)):
+        raise DaemonError(
+            f"systemd passed a socket on {listener.getsockname()}, but --socket is {path}: "
+            "make them the same"
+        )
+    os.set_inheritable(listener.fileno(), False)
+    return listener
+
+
 def claim_socket(path: Path) -> socket.socket:
     """A listening unix socket at ``path``, owner-only, replacing a stale file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DaemonError(f"cannot make {path.parent} for --socket: {exc.strerror}") from None
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -69,6 +105,9 @@ def claim_socket(path: Path) -> socket.socket:
     old_umask = os.umask(0o177)  # created 0600: only root (dockerd) may talk to us
     try:
         listener.bind(str(path))
+    except OSError as exc:
+        listener.close()
+        raise DaemonError(f"cannot listen on {path}: {exc.strerror}") from None
     finally:
         os.umask(old_umask)
     listener.listen(LISTEN_BACKLOG)
@@ -151,7 +190,8 @@ async def _serve(
     metrics_runner = None if metrics is None else await start_metrics(*metrics)
     runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)
     await runner.setup()
-    listener = claim_socket(socket_path)
+    inherited = systemd_socket(socket_path)
+    listener = inherited or claim_socket(socket_path)
     # aiohttp listens again with its own backlog (128 by default): pass ours.
     site = web.SockSite(runner, listener, backlog=LISTEN_BACKLOG)
     await site.start()
@@ -177,7 +217,8 @@ async def _serve(
         if metrics_runner is not None:  # first: scrapes must not slow Docker's requests' drain
             await metrics_runner.cleanup()
         await runner.cleanup()  # stops accepting, waits for handlers in flight
-        socket_path.unlink(missing_ok=True)
+        if inherited is None:  # systemd's socket is systemd's to remove
+            socket_path.unlink(missing_ok=True)
         METRICS.unwatch()
         await driver.close()
         scrape_store.close()

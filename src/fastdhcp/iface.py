@@ -2,6 +2,11 @@
 
 ioctls answer for the caller's own network namespace, which /sys does not
 always do (it shows the namespace that mounted it). Both socket paths use this.
+
+The ioctls go through a unix socket: the kernel answers these interface
+requests on a socket of any family, and a unix socket is the one family every
+sandbox leaves (the systemd unit allows AF_UNIX, AF_PACKET and AF_NETLINK only,
+as DHCP travels below IP).
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ class Interface:
     up: bool
 
 
+def _ioctl_socket() -> socket.socket:
+    return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+
 def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
     packed = struct.pack("16s24x", name.encode())
     return fcntl.ioctl(sock.fileno(), request, packed)
@@ -44,7 +53,7 @@ def lookup(name: str) -> Interface:
         index = socket.if_nametoindex(name)
     except OSError:
         raise InterfaceError(errno.ENODEV, f"no such interface: {name}") from None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with _ioctl_socket() as sock:
         try:
             flags = struct.unpack_from("H", _ifreq(sock, SIOCGIFFLAGS, name), 16)[0]
             hwaddr = _ifreq(sock, SIOCGIFHWADDR, name)[18:24]
@@ -58,7 +67,7 @@ def lookup(name: str) -> Interface:
 def mtu(name: str) -> int:
     """The interface's MTU: the largest IP packet it sends (SIOCGIFMTU)."""
     lookup(name)  # the same clear errors for a bad or absent name
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with _ioctl_socket() as sock:
         try:
             return int(struct.unpack_from("i", _ifreq(sock, SIOCGIFMTU, name), 16)[0])
         except OSError as exc:

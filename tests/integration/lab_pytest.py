@@ -30,6 +30,7 @@ PACKAGES = {
     "docker": "docker.io",
     "containerd": "containerd",
     "runc": "runc",
+    "systemd-nspawn": "systemd-container",
 }
 
 

@@ -24,6 +24,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)  # a listener that never answers fails the test
         self.sock.connect(self.path)
 
 
@@ -196,3 +197,52 @@ def test_the_state_dir_lock_goes_with_its_owner(tmp_path: Path) -> None:
     with StateDirOwner.claim(state):  # released on exit: claimable again
         pass
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def start_activated(
+    listening: socket.socket, socket_arg: Path, state: Path
+) -> subprocess.Popen[str]:
+    """serve as systemd starts it with fastdhcp.socket: the listening socket as
+    file descriptor 3, LISTEN_PID naming serve's own pid, LISTEN_FDS=1."""
+    fd = listening.fileno()
+    as_systemd = (
+        "import os, sys; fd = int(sys.argv[1]);"
+        " fd != 3 and (os.dup2(fd, 3), os.close(fd));"
+        " os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1');"
+        " os.execv(sys.executable, [sys.executable, '-m', 'fastdhcp', *sys.argv[2:]])"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", as_systemd, str(fd), "--log-level", "info",
+         "serve", "--socket", str(socket_arg), "--state-dir", str(state)],
+        stderr=subprocess.PIPE, text=True, pass_fds=(fd,),
+    )  # fmt: skip
+
+
+def test_a_socket_from_systemd_is_served_and_left_in_place(tmp_path: Path) -> None:
+    sock = tmp_path / "fastdhcp.sock"
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(sock))
+    listening.listen()
+    process = start_activated(listening, sock, tmp_path / "state")
+    try:
+        wait_for_socket(sock, process)
+    finally:
+        err = stop(process)
+    assert process.returncode == 0, err
+    # systemd's socket outlives the service: still there, and still listening
+    # (a restart finds dockerd's calls queued on it).
+    assert sock.exists()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as caller:
+        caller.connect(str(sock))
+    listening.close()
+
+
+def test_a_socket_from_systemd_elsewhere_than_socket_is_refused(tmp_path: Path) -> None:
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(tmp_path / "systemd.sock"))
+    listening.listen()
+    with listening:
+        process = start_activated(listening, tmp_path / "fastdhcp.sock", tmp_path / "state")
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert f"systemd passed a socket on {tmp_path / 'systemd.sock'}, but --socket is" in err
