@@ -77,14 +77,14 @@ class Machine:
         return self.leader != 0
 
     def run(
-        self, *argv: str, check: bool = True, timeout: float = 60.0
+        self, *argv: str, check: bool = True, timeout: float = 60.0, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """``argv`` as root in every namespace of the container, its environment
         clean (the host's PATH and PYTHON* would leak in otherwise)."""
         inside = ["nsenter", f"--target={self.leader}", "--all",
                   "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                   "LANG=C.UTF-8", *argv]  # fmt: skip
-        return lab.run(*inside, check=check, timeout=timeout)
+        return lab.run(*inside, check=check, timeout=timeout, input=input)
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--no-pager", *args, check=check)

@@ -132,3 +132,43 @@ def test_the_unit_under_systemd_leases_keeps_and_holds_least_privilege(
     journal = machine.journal(UNIT)
     assert "event=released" not in journal and "leases are kept" in journal, journal
     print(f"\n{UNIT} under systemd: leased {address}, kept over restart and stop", file=sys.stderr)
+
+
+SCRAPE = """
+import sys, urllib.request
+try:
+    with urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=3) as reply:
+        print(reply.read().decode())
+except OSError as exc:
+    sys.exit(f"no scrape: {exc}")
+"""
+
+
+def drop_in(machine: Machine, text: str) -> None:
+    """A runtime drop-in (gone at the next boot), as `systemctl edit --runtime`."""
+    machine.run("sh", "-c", "mkdir -p /run/systemd/system/fastdhcp.service.d && "
+                "cat > /run/systemd/system/fastdhcp.service.d/metrics.conf", input=text)  # fmt: skip
+    machine.systemctl("daemon-reload")
+
+
+def test_metrics_take_the_readme_drop_in_and_no_other_ip_traffic_passes(
+    machine: Machine, plugins_dir: Path
+) -> None:
+    sock = plugins_dir / "fastdhcp.sock"
+    serve = machine.show(UNIT, "ExecStart").split("argv[]=")[1].split(" ;")[0]
+    # --metrics and the IP family it needs, but no IPAddressAllow=: the unit's
+    # IPAddressDeny=any drops the scrape, even from the machine itself.
+    drop_in(machine, f"[Service]\nExecStart=\nExecStart={serve} --metrics 127.0.0.1:9464\n"
+                     "RestrictAddressFamilies=AF_INET\n")  # fmt: skip
+    machine.systemctl("start", UNIT)
+    wait_serving(machine, sock)
+    fenced = machine.run("python3", "-c", SCRAPE, check=False)
+    assert fenced.returncode != 0, fenced.stdout[:200]
+    # The README's drop-in: IPAddressAllow= for the scraper's address.
+    drop_in(machine, f"[Service]\nExecStart=\nExecStart={serve} --metrics 127.0.0.1:9464\n"
+                     "RestrictAddressFamilies=AF_INET\nIPAddressAllow=localhost\n")  # fmt: skip
+    machine.systemctl("restart", UNIT)
+    wait_serving(machine, sock)
+    scraped = machine.run("python3", "-c", SCRAPE, check=False)
+    assert scraped.returncode == 0, scraped.stderr
+    assert 'fastdhcp_lease_events_total{event="acquired"} 0.0' in scraped.stdout
