@@ -85,6 +85,8 @@ def test_the_unit_under_systemd_leases_keeps_and_holds_least_privilege(
     # which the service could not even enter.
     assert (sock.stat().st_uid, sock.stat().st_mode & 0o777) == (0, 0o600)
     assert plugins_dir.stat().st_mode & 0o777 == 0o700
+    state = machine.run("stat", "-L", "-c", "%a %u", "/var/lib/fastdhcp").stdout.split()
+    assert state == ["700", str(uid)], state  # the store: the service user's alone
     assert machine.show(UNIT, "IPAddressDeny") != ""
     # journald, the first unit with IPAddressDeny=, would have said so at boot.
     assert "firewalling is not supported" not in machine.log_text()
