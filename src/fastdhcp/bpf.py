@@ -183,11 +183,3 @@ _SOCK_FILTER = struct.Struct("=HBBI")  # struct sock_filter, native byte order
 def pack(program: tuple[Instruction, ...]) -> bytes:
     """The program as an array of ``struct sock_filter``."""
     return b"".join(_SOCK_FILTER.pack(i.code, i.jt, i.jf, i.k) for i in program)
-
-
-def listing(program: tuple[Instruction, ...]) -> str:
-    """A readable dump, one commented instruction per line (for logs and docs)."""
-    return "\n".join(
-        f"({n:03}) code=0x{i.code:02x} jt={i.jt:<2} jf={i.jf:<2} k=0x{i.k:08x}  ; {i.comment}"
-        for n, i in enumerate(program)
-    )

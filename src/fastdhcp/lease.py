@@ -64,24 +64,6 @@ class Lease:
     def replace(self, **changes: Any) -> Lease:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "mac": self.mac.hex(":"),
-            "address": str(self.address),
-            "prefix_len": self.prefix_len,
-            "router": None if self.router is None else str(self.router),
-            "dns": [str(server) for server in self.dns],
-            "domain": self.domain,
-            "server_id": str(self.server_id),
-            "server_mac": self.server_mac.hex(":"),
-            "lease_time": self.lease_time,
-            "t1": self.t1,
-            "t2": self.t2,
-            "bound_at": self.bound_at,
-            "expires_at": self.expires_at,
-        }
-
 
 def timers(lease_time: int, t1: int | None, t2: int | None) -> tuple[float, float]:
     """T1 and T2 for a lease: the server's options 58 and 59 when they make sense
