@@ -32,6 +32,18 @@ def _positive(text: str) -> float:
     return value
 
 
+def _interface_name(text: str) -> str:
+    """--dhcp-interface: checked as RequestPool checks dhcp_interface, at start."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give the interface on the DHCP server's segment")
+    try:
+        return pool_options.parse({"dhcp_interface": text}).interface
+    except FastDHCPError as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc).replace("--ipam-opt dhcp_interface=", "")
+        ) from None
+
+
 def _listen_address(text: str) -> tuple[str, int]:
     """ADDR:PORT for --metrics: 127.0.0.1:9464, [::1]:9464, or :9464 (every address)."""
     host, sep, port_text = text.rpartition(":")
@@ -97,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=30.0,
         help="seconds a docker run waits for a lease before failing (default 30)",
+    )
+    s.add_argument(
+        "--dhcp-interface",
+        type=_interface_name,
+        metavar="IFACE",
+        help="dhcp_interface for networks that give none (Compose v2 drops ipam options)",
     )
     s.add_argument(
         "--metrics",
@@ -216,7 +234,9 @@ def _serve(args: argparse.Namespace) -> int:
     # A daemon that crashes or hangs says where: every thread's stack goes to
     # stderr (the journal) on a fatal signal, SIGABRT included (`kill -ABRT`).
     faulthandler.enable()
-    config = DriverConfig(acquire_timeout=args.acquire_timeout)
+    config = DriverConfig(
+        acquire_timeout=args.acquire_timeout, default_interface=args.dhcp_interface
+    )
     asyncio.run(serve(args.socket, args.state_dir, config, metrics=args.metrics))
     return 0
 

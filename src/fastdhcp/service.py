@@ -49,6 +49,9 @@ class ServiceConfig:
     acquire_timeout: float = 30.0  # RequestAddress: Docker has no client timeout
     engine: EngineConfig | None = None  # timing for every engine (tests shorten it)
     keeper: KeeperConfig | None = None  # renewal retries (tests shorten them)
+    # dhcp_interface for a RequestPool that names none (serve --dhcp-interface):
+    # Compose v2 drops a network's ipam.options (docker/compose#9330, #13785).
+    default_interface: str | None = None
 
 
 class LeaseService:

@@ -143,7 +143,8 @@ ENGINES: dict[str, EngineSpec] = {
         ),
         EngineSpec(
             "28.5", "28.5.2", "debian", suite="sid",
-            packages=("docker.io", "docker-cli", "containerd", "tini-static"),
+            # docker-compose: sid's is Compose v2 (a CLI plugin, also run standalone).
+            packages=("docker.io", "docker-cli", "containerd", "tini-static", "docker-compose"),
             containerd_config_version=3,
             note="Debian sid's docker.io, unpacked",
         ),
@@ -189,6 +190,8 @@ class EnginePaths:
     runc: Path
     docker: Path  # the CLI
     bin_dir: Path | None = None
+    # The Compose Debian ships beside this engine (v1 in bookworm, v2 in sid), if any.
+    compose: Path | None = None
     seconds: float = 0.0  # what this ensure() spent fetching or building (0: cached)
 
     def env_path(self, base: str | None = None) -> str:
@@ -352,9 +355,10 @@ def _system_paths(s: EngineSpec) -> EnginePaths:
             raise EngineUnavailable(f"no {name} on PATH (apt-get install docker.io)")
         return Path(found)
 
+    compose = shutil.which("docker-compose")
     return EnginePaths(
         s, which("dockerd"), which("containerd"), which("containerd-shim-runc-v2"),
-        which("runc"), which("docker"),
+        which("runc"), which("docker"), compose=None if compose is None else Path(compose),
     )  # fmt: skip
 
 
@@ -390,9 +394,11 @@ def _system_runc(s: EngineSpec) -> Path:
 
 
 def _paths_from_bin(s: EngineSpec, bin_dir: Path, seconds: float) -> EnginePaths:
+    compose = bin_dir / "docker-compose"
     p = EnginePaths(
         s, bin_dir / "dockerd", bin_dir / "containerd", bin_dir / "containerd-shim-runc-v2",
         bin_dir / "runc", bin_dir / "docker", bin_dir=bin_dir, seconds=seconds,
+        compose=compose if os.access(compose, os.X_OK) else None,
     )  # fmt: skip
     for f in (p.dockerd, p.containerd, p.shim, p.runc, p.docker):
         if not os.access(f, os.X_OK):
@@ -477,6 +483,9 @@ def _debian_targets(s: EngineSpec, root: Path) -> dict[str, Path | None]:
         or _find(root, "tini-static")
         or _find(root, "tini"),
         "runc": _system_runc(s),
+        "docker-compose": _find(
+            root, "docker-compose", ("usr/libexec/docker/cli-plugins", "usr/bin")
+        ),
     }
     missing = [n for n in ("dockerd", "containerd", "containerd-shim-runc-v2", "docker")
                if targets[n] is None]  # fmt: skip

@@ -19,6 +19,7 @@ class FastdhcpPlugin(docker_lab.PluginProcess):
     """``fastdhcp serve`` under a unique plugin name, its store in its workdir."""
 
     kind = "fastdhcp"
+    extra_args: tuple[str, ...] = ()  # more serve options, set before start()
 
     @property
     def state_dir(self) -> Path:
@@ -28,7 +29,7 @@ class FastdhcpPlugin(docker_lab.PluginProcess):
         return [
             sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
             "--socket", str(self.socket), "--state-dir", str(self.state_dir),
-            "--acquire-timeout", "15",
+            "--acquire-timeout", "15", *self.extra_args,
         ]  # fmt: skip
 
     def kill(self) -> None:

@@ -1,19 +1,23 @@
 """The README's compose.yaml, run as written (bar the interface, the plugin's
-name and the image) with Debian's docker-compose against a private dockerd."""
+name and the image) against a private dockerd, with the Compose Debian ships
+for that engine: docker-compose 1.29 (bookworm) with 20.10, Compose v2 (sid)
+with 28.5."""
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import docker_lab
+import engines
 import lab
 import lab_pytest
 import pytest
 from fastdhcp_lab import FastdhcpPlugin, assert_container_matches_lease, server_leases, wait_until
 
 pytestmark = pytest.mark.root
+
+COMPOSE_ENGINES = [version for version in ("20.10", "28.5") if version in engines.VERSIONS]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -26,14 +30,34 @@ def readme_compose_file() -> str:
     return found.group(1)
 
 
+@pytest.fixture
+def fastdhcp(
+    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path,
+    segment: lab.Segment,
+) -> FastdhcpPlugin:  # fmt: skip
+    """serve as the README says to run it for Compose v2, which sends a network's
+    IPAM driver without its options (docker/compose#13785): --dhcp-interface."""
+    plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
+    plugin.extra_args = ("--dhcp-interface", segment.host_if)
+    plugins.append(plugin)
+    lab_pytest.attach(request, plugin)
+    plugin.start()
+    return plugin
+
+
+@pytest.mark.parametrize("docker_engine", COMPOSE_ENGINES)
 def test_the_readme_compose_file_gets_a_lease_per_service(
-    dockerd: docker_lab.Dockerd, busybox: str, segment: lab.Segment, dnsmasq: lab.Dnsmasq,
-    fastdhcp: FastdhcpPlugin, tmp_path: Path,
+    docker_engine: str, dockerd: docker_lab.Dockerd, busybox: str, segment: lab.Segment,
+    dnsmasq: lab.Dnsmasq, fastdhcp: FastdhcpPlugin, tmp_path: Path,
 ) -> None:  # fmt: skip
-    compose = shutil.which("docker-compose")
+    compose = dockerd.engine.compose
     if compose is None:
-        lab_pytest.unavailable("docker-compose is not installed (Debian's docker-compose)")
+        lab_pytest.unavailable(
+            f"no docker-compose for Docker {docker_engine} (Debian's docker-compose)"
+        )
         return
+    version = lab.run(str(compose), "version", env=dockerd.env()).stdout
+    print(f"\nDocker {docker_engine} with {version.splitlines()[0]}")
     text = readme_compose_file()
     text = text.replace("parent: eth0", f"parent: {segment.host_if}")
     text = text.replace("dhcp_interface: eth0", f"dhcp_interface: {segment.host_if}")

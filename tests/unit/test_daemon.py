@@ -246,3 +246,14 @@ def test_a_socket_from_systemd_elsewhere_than_socket_is_refused(tmp_path: Path) 
         _, err = process.communicate(timeout=30)
     assert process.returncode == 1
     assert f"systemd passed a socket on {tmp_path / 'systemd.sock'}, but --socket is" in err
+
+
+def test_a_bad_dhcp_interface_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "fastdhcp", "serve", "--socket", str(tmp_path / "s.sock"),
+            "--state-dir", str(tmp_path / "state"), "--dhcp-interface"]  # fmt: skip
+    for bad, words in (("eth/0", "'eth/0' is not an interface name"), ("x" * 16, "at most 15")):
+        result = subprocess.run(
+            [*argv, bad], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert not (tmp_path / "state").exists()  # nothing made

@@ -181,6 +181,23 @@ async def test_a_given_subnet_must_agree_with_the_server(plugin: Plugin) -> None
     assert "10.9.0.0/16" in reply["Err"] and "10.0.0.0/24" in reply["Err"]
 
 
+async def test_serve_dhcp_interface_stands_in_for_the_option_compose_v2_drops(
+    plugin: Plugin,
+) -> None:
+    # Compose v2 sends a network's IPAM driver without its options
+    # (docker/compose#13785): serve --dhcp-interface gives the pool its interface,
+    # and the pool keeps it, whatever a later serve is told.
+    plugin.driver.service.config.default_interface = "lo"
+    status, reply = await plugin.call("RequestPool", {"Options": {}})
+    assert status == 200, reply
+    plugin.driver.service.config.default_interface = None
+    stored = {pool.pool_id: pool for pool in plugin.driver.store.pools()}
+    assert stored[reply["PoolID"]].interface == "lo"
+    assert stored[reply["PoolID"]].options == {"dhcp_interface": "lo"}
+    status, reply = await plugin.call("RequestPool", {"Options": {}})
+    assert status == 400 and "--ipam-opt dhcp_interface=IFACE" in reply["Err"]
+
+
 @pytest.mark.parametrize(
     "body, words",
     [

@@ -173,6 +173,11 @@ class Driver:
         space = _field(body, "AddressSpace", str, "")
         user_pool = _field(body, "Pool", str, "")
         raw_options = _options(body)
+        default = self.service.config.default_interface
+        if default is not None and not raw_options.get("dhcp_interface", "").strip():
+            # Stored with the pool: a later serve with another default (or none)
+            # leaves the pools made with this one where they are.
+            raw_options = {**raw_options, "dhcp_interface": default}
         opts = pool_options.parse(raw_options)
         subnet = None
         if user_pool:
