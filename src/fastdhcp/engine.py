@@ -16,7 +16,6 @@ frames are built and parsed by ``fastdhcp.codec``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import math
@@ -37,9 +36,10 @@ from .errors import (
     NoAnswerError,
     ProtocolError,
 )
-from .exchange import Exchange, Slot, State, type_name
+from .exchange import Exchange, State, type_name
 from .lease import Lease, timers
 from .outbox import Outbox
+from .slots import Slots
 from .spec import (
     BOOTREPLY,
     DEFAULT_PARAMETER_REQUEST_LIST,
@@ -192,13 +192,7 @@ class Engine:
         self._loop = loop or asyncio.get_running_loop()
         self._rng = random.Random()  # retransmission jitter only: xids use new_xid()
         self._exchanges: dict[int, Exchange] = {}
-        self._active = 0
-        # Exchanges waiting for a slot: new leases first, then renewals. A docker
-        # run must not wait behind hundreds of RENEWs to a server that is down
-        # (each may hold its slot for the whole renew timeout), and a renewal
-        # that waits a little longer still has until T2, and then until expiry.
-        self._waiting_new: collections.deque[Exchange] = collections.deque()
-        self._waiting_renewals: collections.deque[Exchange] = collections.deque()
+        self._slots = Slots(self.config.max_in_flight)
         self._outbox = Outbox(transport, self._loop, self.stats)
         self._closed = False
         self._loop.add_reader(transport.fileno(), self._on_readable)
@@ -222,15 +216,14 @@ class Engine:
     @property
     def in_flight(self) -> int:
         """Exchanges started and not finished: on the wire or waiting their turn."""
-        return self._active + len(self._waiting_new) + len(self._waiting_renewals)
+        return len(self._slots)
 
     def close(self) -> None:
         """Fail every exchange in flight and close the socket."""
         if self._closed:
             return
         self._closed = True
-        waiting = [*self._waiting_new, *self._waiting_renewals]
-        for exchange in [*self._exchanges.values(), *waiting]:
+        for exchange in [*self._exchanges.values(), *self._slots.waiting()]:
             self._finish(exchange, ProtocolError("the DHCP engine was closed"))
         self._loop.remove_reader(self.transport.fileno())
         self._outbox.close(ProtocolError("the DHCP engine was closed"))
@@ -386,19 +379,15 @@ class Engine:
         # The deadline covers the wait for a slot too: a caller's bound is a bound.
         exchange.deadline_handle = self._loop.call_later(exchange.timeout, self._deadline, exchange)
         try:
-            if self._active < self.config.max_in_flight:
+            if self._slots.enter(exchange):
                 self._begin(exchange)
-            else:
-                exchange.slot = Slot.WAITING
-                self._queue_for(exchange).append(exchange)
             return await exchange.future
         finally:
             # Cancelled by the caller, or done: either way nothing stays behind.
             self._forget(exchange)
 
     def _begin(self, exchange: Exchange) -> None:
-        self._active += 1
-        exchange.slot = Slot.ACTIVE
+        """Put an exchange that holds a slot on the wire."""
         exchange.started = self._loop.time()
         self._register(exchange)
         self._transmit(exchange)
@@ -429,27 +418,10 @@ class Engine:
         if exchange.deadline_handle is not None:
             exchange.deadline_handle.cancel()
             exchange.deadline_handle = None
-        if exchange.slot is Slot.ACTIVE:
-            exchange.slot = Slot.NONE
-            self._active -= 1
-            self._start_waiting()
-        elif exchange.slot is Slot.WAITING:  # cancelled or timed out before its turn
-            exchange.slot = Slot.NONE
-            self._queue_for(exchange).remove(exchange)
-
-    def _queue_for(self, exchange: Exchange) -> collections.deque[Exchange]:
-        if exchange.state in (State.RENEWING, State.REBINDING):
-            return self._waiting_renewals
-        return self._waiting_new
-
-    def _start_waiting(self) -> None:
-        while self._active < self.config.max_in_flight and not self._closed:
-            queue = self._waiting_new or self._waiting_renewals
-            if not queue:
-                return
-            exchange = queue.popleft()
-            exchange.slot = Slot.NONE
-            self._begin(exchange)
+        for admitted in self._slots.leave(exchange):
+            if self._closed:  # close() fails it with the rest
+                continue
+            self._begin(admitted)
 
     def _finish(self, exchange: Exchange, outcome: Any) -> None:
         self._forget(exchange)
