@@ -301,7 +301,7 @@ def test_a_copied_server_id_with_sane_values_is_what_is_not_defended(env: Hostil
             return await engine.acquire(mac), forger
 
     (lease, forger), _ = with_engine(env, body, config(True))
-    assert forger.sent("ack-copy-sid-same") >= 1
+    assert forger.sent("ack-copy-sid-same") >= 1, forger.report  # what it saw, if not
     assert lease.server_id == TRUSTED
     assert lease.router == FORGER and lease.lease_time == FORGED_LEASE_TIME
     lab.wait_for(lambda: str(lease.address) in {r.ip for r in env.server.leases()}, 10,
