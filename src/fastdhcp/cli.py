@@ -34,14 +34,14 @@ def _positive(text: str) -> float:
 
 def _interface_name(text: str) -> str:
     """--dhcp-interface: checked as RequestPool checks dhcp_interface, at start."""
-    if not text.strip():
+    name = text.strip()  # as RequestPool strips the option
+    if not name:
         raise argparse.ArgumentTypeError("give the interface on the DHCP server's segment")
     try:
-        return pool_options.parse({"dhcp_interface": text}).interface
+        pool_options.check_interface_name(name, given="--dhcp-interface")
     except FastDHCPError as exc:
-        raise argparse.ArgumentTypeError(
-            str(exc).replace("--ipam-opt dhcp_interface=", "")
-        ) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
 
 
 def _listen_address(text: str) -> tuple[str, int]:

@@ -2,9 +2,10 @@
 
 The socket is owner-only. A socket file left by a crash is replaced; one that a
 live process still serves is not. Under systemd, the socket is systemd's
-(socket activation): serve takes it as passed and leaves it in place at exit. SIGTERM (and SIGINT) stop accepting, let the
-requests in flight finish, and exit; leases are kept, never released, since the
-containers holding them still run.
+(socket activation): serve takes it as passed and leaves it in place at exit.
+SIGTERM (and SIGINT) stop accepting, let the requests in flight finish, and
+exit; leases are kept, never released, since the containers holding them still
+run.
 """
 
 from __future__ import annotations

@@ -69,17 +69,18 @@ def _conflict_wait(value: str) -> float:
     return seconds
 
 
-def _check_interface_name(name: str) -> None:
+def check_interface_name(name: str, given: str = "--ipam-opt dhcp_interface") -> None:
     """What the kernel takes as an interface name (linux/if.h IFNAMSIZ, and
-    dev_valid_name()): 1 to 15 bytes, no '/', ':' is allowed, no whitespace."""
+    dev_valid_name()): 1 to 15 bytes, no '/', ':' is allowed, no whitespace.
+    ``given`` names where it came from, for the error."""
     if not (name.isascii() and name.isprintable()) or "/" in name or any(c.isspace() for c in name):
         raise IpamError(
-            f"--ipam-opt dhcp_interface={name[:32]!r} is not an interface name: "
+            f"{given}={name[:32]!r} is not an interface name: "
             "use printable ASCII without '/' or spaces"
         )
     if len(name) > IFNAMSIZ - 1:
         raise IpamError(
-            f"--ipam-opt dhcp_interface={name[:32]!r} is {len(name)} characters: "
+            f"{given}={name[:32]!r} is {len(name)} characters: "
             f"interface names have at most {IFNAMSIZ - 1}"
         )
 
@@ -96,7 +97,7 @@ def parse(options: Mapping[str, str]) -> PoolOptions:
             "fastdhcp needs the parent interface: add --ipam-opt dhcp_interface=IFACE "
             "(the interface on the DHCP server's segment, usually macvlan's parent)"
         )
-    _check_interface_name(interface)
+    check_interface_name(interface)
     server = None
     if "dhcp_server" in options:
         try:
