@@ -52,36 +52,18 @@ def segment(lab_session: None) -> Iterator[lab.Segment]:
         yield seg
 
 
-def _start_server(
-    kind: str, request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
-) -> lab.Dnsmasq | lab.Kea:
-    """Start a server whose files live under tmp_path (kept after the test, for
-    post-mortems); a start failure raises LabError carrying the log tail."""
-    if kind == "dnsmasq":
-        require_binaries("dnsmasq")
-        server: lab.Dnsmasq | lab.Kea = lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq")
-    elif kind == "kea":
-        require_binaries("kea-dhcp4")
-        server = lab.Kea(segment, workdir=tmp_path / "kea")
-    else:
-        raise ValueError(kind)
-    lab_pytest.attach(request, server)
-    server.start()
-    return server
-
-
 @pytest.fixture
 def dnsmasq(
     request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
 ) -> Iterator[lab.Dnsmasq]:
-    server = _start_server("dnsmasq", request, segment, tmp_path)
+    server = lab_pytest.start_dhcp_server(WHO, "dnsmasq", request, segment, tmp_path)
     yield server  # type: ignore[misc]
     server.close()
 
 
 @pytest.fixture
 def kea(request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Kea]:
-    server = _start_server("kea", request, segment, tmp_path)
+    server = lab_pytest.start_dhcp_server(WHO, "kea", request, segment, tmp_path)
     yield server  # type: ignore[misc]
     server.close()
 
@@ -93,7 +75,7 @@ def dhcp_server(
     """Each test using it runs once per server. Common interface: ``.name``,
     ``.leases()`` -> [lab.Lease(expiry, mac, ip, ...)], ``.kill()``, ``.stop()``,
     ``.restart()``, ``.running``, ``.server_ip``, ``.log_text()``."""
-    server = _start_server(request.param, request, segment, tmp_path)
+    server = lab_pytest.start_dhcp_server(WHO, request.param, request, segment, tmp_path)
     yield server
     server.close()
 

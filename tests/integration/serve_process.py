@@ -14,9 +14,10 @@ from pathlib import Path
 
 import aiohttp
 import lab
+from lab_pytest import LogFile
 
 
-class Serve:
+class Serve(LogFile):
     """``python -m fastdhcp serve`` as a process, on a short socket path."""
 
     def __init__(self, state_dir: Path, log: Path) -> None:
@@ -67,16 +68,6 @@ class Serve:
         return aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(path=str(self.socket), limit=0)
         )
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def log_file(self) -> Path:
-        return self.log
-
-    def log_tail(self, lines: int) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def close(self) -> None:
         self.stop()

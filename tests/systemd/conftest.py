@@ -62,11 +62,8 @@ def segment(system_rootfs: Path) -> Iterator[lab.Segment]:
 def dnsmasq(
     request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
 ) -> Iterator[lab.Dnsmasq]:
-    lab_pytest.require_binaries(WHO, "dnsmasq")
-    server = lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq")
-    lab_pytest.attach(request, server)
-    server.start()
-    yield server
+    server = lab_pytest.start_dhcp_server(WHO, "dnsmasq", request, segment, tmp_path)
+    yield server  # type: ignore[misc]
     server.close()
 
 

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 import lab
+from lab_pytest import LogFile
 
 # What systemctl is-system-running answers once boot has ended ("degraded": a
 # unit that this container cannot run failed, e.g. one that needs real hardware).
 BOOTED = ("running", "degraded")
 
 
-class Machine:
+class Machine(LogFile):
     """``rootfs`` booted with ``interface`` moved into it and ``binds``
     (host path -> path inside) mounted; commands run inside with nsenter."""
 
@@ -105,13 +106,3 @@ class Machine:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def log_file(self) -> Path:
-        return self.log
-
-    def log_tail(self, lines: int) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
