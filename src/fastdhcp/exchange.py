@@ -24,10 +24,26 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from .errors import AddressRefusedError, NoAnswerError
 from .lease import Lease
 from .spec import MessageType
 
-__all__ = ["RULES", "Exchange", "Rule", "Slot", "State", "Tally", "Trusts", "type_name"]
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "RULES",
+    "Exchange",
+    "Rule",
+    "Slot",
+    "State",
+    "Tally",
+    "Trusts",
+    "clip",
+    "type_name",
+]
+
+# An exchange's error message stays under this many characters, whatever the
+# segment sent (the driver adds a sentence and must stay under 1 KiB).
+MAX_ERROR_CHARS = 800
 
 
 class State(enum.Enum):
@@ -108,6 +124,10 @@ class Tally:
         return ", ".join(parts) or "nothing"
 
 
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def type_name(kind: int) -> str:
     try:
         return f"DHCP{MessageType(kind).name}"
@@ -166,3 +186,24 @@ class Exchange:
         if self.lease is not None:
             return f"renewal of {self.lease.address} for {mac}"
         return mac
+
+    def timeout_error(self, ifname: str, last_send_error: str | None) -> Exception:
+        """The error of an exchange whose deadline passed: what it sent, who
+        answered, and what it ignored and why (a forger's replies included)."""
+        usable = "usable " if self.ignored else ""
+        text = (
+            f"no {usable}{self.rule.waits_for} for {self.subject()} on "
+            f"{ifname} within {self.timeout:g} s: sent {self.sent}"
+        )
+        if self.answers:
+            text += f"; answered by {self.answers}"
+        if self.ignored:
+            text += f"; ignored {self.ignored}"
+        elif not self.answers:
+            text += "; received nothing"
+        if last_send_error:
+            text += f"; last send error: {last_send_error}"
+        text = clip(text, MAX_ERROR_CHARS)
+        if self.refused_other_address:
+            return AddressRefusedError(text)
+        return NoAnswerError(text)

@@ -565,5 +565,5 @@ def pending_timers(engine: Engine) -> list[asyncio.TimerHandle]:
         handle
         for handle in scheduled
         if not handle.cancelled()
-        and getattr(getattr(handle, "_callback", None), "__self__", None) is engine
+        and getattr(getattr(handle, "_callback", None), "__self__", None) is engine._runner
     ]

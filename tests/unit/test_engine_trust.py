@@ -84,7 +84,7 @@ async def test_only_unusable_offers_fail_at_the_deadline_naming_the_reason(bogus
     async with dhcp_pair(fast(timeout=0.5), ignore={MessageType.DISCOVER}) as (engine, server):
         task = asyncio.create_task(engine.acquire(MAC))
         await server.wait_seen(MessageType.DISCOVER)
-        exchange = next(iter(engine._exchanges.values()))  # the xid to forge
+        exchange = next(iter(engine._runner.exchanges.values()))  # the xid to forge
         reply = codec.Message(**server._mutate(bogus, OFFER, offer_fields(server, exchange.xid)))
         server._send_raw(server._frame(reply, b"\xff" * 6, IPv4Address("255.255.255.255")))
         with pytest.raises(NoAnswerError) as info:
@@ -212,13 +212,13 @@ async def test_a_flood_of_replies_costs_bounded_memory_and_a_short_message() -> 
     async with dhcp_pair(config, ignore={MessageType.REQUEST}) as (engine, server):
         task = asyncio.create_task(engine.acquire(MAC))
         await server.wait_seen(REQUEST)
-        exchange = next(iter(engine._exchanges.values()))  # the xid to flood
+        exchange = next(iter(engine._runner.exchanges.values()))  # the xid to flood
         sizes = []
         for count in (1_000, 10_000):
             frames = flood_frames(exchange.xid, count)
             tracemalloc.start()
             for frame in frames:
-                engine._on_frame(frame, False)  # straight in: no socket buffer
+                engine._runner.on_frame(frame, False)  # straight in: no socket buffer
             sizes.append(tracemalloc.get_traced_memory()[0])
             tracemalloc.stop()
         assert len(exchange.ignored.counts) == TALLY_KINDS
