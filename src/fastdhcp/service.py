@@ -52,6 +52,10 @@ class ServiceConfig:
     # dhcp_interface for a RequestPool that names none (serve --dhcp-interface):
     # Compose v2 drops a network's ipam.options (docker/compose#9330, #13785).
     default_interface: str | None = None
+    # The wall clock: pool records and the keeper's due times. Tests of the
+    # keeper give a virtual one (tests/unit/virtual_time.py). An engine opened
+    # by open_engine stamps its leases with its own (Engine(clock=)).
+    clock: Callable[[], float] = time.time
 
 
 class LeaseService:
@@ -83,7 +87,9 @@ class LeaseService:
         read the store when this service was made (book.py)."""
         for request in self.book.pending():
             await self.acquirer.settle(request, "an earlier run stopped before its ACK")
-        self.keeper = LeaseKeeper(self.book, self.engine_for, self.config.keeper)
+        self.keeper = LeaseKeeper(
+            self.book, self.engine_for, self.config.keeper, clock=self.config.clock
+        )
         return self.keeper.load()
 
     async def close(self) -> None:
@@ -148,7 +154,7 @@ class LeaseService:
                     subnet=str(found),
                     gateway=None if router is None else str(router),
                     options=dict(raw_options),
-                    created_at=time.time(),
+                    created_at=self.config.clock(),
                 )
                 pool = await self.book.add_pool(record)
                 await self._engines.for_pool(pool.pool_id, opts)

@@ -42,6 +42,7 @@ class GroupWriter:
         self._closing = False
         self.commits = 0  # transactions committed
         self.writes = 0  # writes committed in them
+        self.pending = 0  # writes submitted whose outcome the loop has not had yet
         self._thread = threading.Thread(target=self._run, name="fastdhcp-store", daemon=True)
         self._thread.start()
 
@@ -79,6 +80,7 @@ class GroupWriter:
                 raise StoreError(f"{self.store.path}: the store's writer is closed")
             self._jobs.append((write, args, future))
             self._wake.notify()
+        self.pending += 1
         return future
 
     def _run(self) -> None:
@@ -91,9 +93,22 @@ class GroupWriter:
                 return  # closing, and nothing left
             outcomes = self._commit(jobs)
             try:
-                self._loop.call_soon_threadsafe(_deliver, outcomes)
+                self._loop.call_soon_threadsafe(self._deliver, outcomes)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
+
+    def _deliver(
+        self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+    ) -> None:
+        """On the loop: hand each write's outcome to whoever waits for it."""
+        self.pending -= len(outcomes)
+        for future, value, error in outcomes:
+            if future.cancelled():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
 
     def _commit(
         self, jobs: list[_Job]
@@ -137,13 +152,3 @@ class GroupWriter:
 
 class _WriteFailed(Exception):
     """A write failed in a batch without savepoints: roll all of it back."""
-
-
-def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, value, error in outcomes:
-        if future.cancelled():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)

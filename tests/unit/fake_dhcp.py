@@ -224,6 +224,7 @@ class FakeServer:
     malformed_router: bool = False  # a 3-byte option 3 in ACKs (RFC 2132 §3.5 says 4n)
     # Bogus replies sent just before each genuine reply of a type, in order.
     bogus: dict[MessageType, list[str]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time  # the wall clock (Seen.wall)
 
     # -- records ----------------------------------------------------------------------
     received: list[Seen] = field(default_factory=list)
@@ -302,7 +303,7 @@ class FakeServer:
 
     def _on_frame(self, data: bytes) -> None:
         frame = codec.decode_frame(data)  # a client frame must always decode
-        seen = Seen(self._loop.time(), time.time(), frame)
+        seen = Seen(self._loop.time(), self.clock(), frame)
         self.received.append(seen)
         message = frame.message
         kind = message.message_type
@@ -539,14 +540,18 @@ class FakeServer:
 
 @contextlib.asynccontextmanager
 async def dhcp_pair(
-    config: EngineConfig | None = None, **server_options: Any
+    config: EngineConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    **server_options: Any,
 ) -> AsyncIterator[tuple[Engine, FakeServer]]:
     """An engine on a socketpair with a FakeServer on the other end; both closed
-    on exit. The server must have met no frame it could not decode."""
+    on exit. The server must have met no frame it could not decode. ``clock``
+    is the wall clock of both (a VirtualTimeLoop's ``wall``)."""
     client_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     transport = SocketPairTransport(client_end)
-    server = FakeServer(server_end, **server_options)
-    engine = Engine(transport, config)
+    server = FakeServer(server_end, clock=clock, **server_options)
+    engine = Engine(transport, config, clock=clock)
     try:
         yield engine, server
     finally:

@@ -20,12 +20,11 @@ from fake_dhcp import (
     dhcp_pair,
     pending_timers,
 )
+from virtual_time import in_virtual_time
 
 from fastdhcp.engine import EngineConfig
 from fastdhcp.errors import AddressRefusedError, NakError, NoAnswerError, ProtocolError
 from fastdhcp.spec import DEFAULT_PARAMETER_REQUEST_LIST, MessageType, Option
-
-pytestmark = pytest.mark.asyncio
 
 MAC = bytes.fromhex("020000000001")
 DISCOVER, OFFER, REQUEST, ACK = (
@@ -44,6 +43,7 @@ def fast(**changes: object) -> EngineConfig:
 # -- acquire: DISCOVER -> OFFER -> REQUEST -> ACK (RFC 2131 §3.1) ---------------------------
 
 
+@in_virtual_time
 async def test_acquire_lease_fields() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         before = time.time()
@@ -67,6 +67,7 @@ async def test_acquire_lease_fields() -> None:
     assert engine.in_flight == 0 and engine.stats.frames_sent == 2
 
 
+@in_virtual_time
 async def test_bound_at_is_when_the_request_was_sent() -> None:
     # RFC 2131 §4.4.1: "The client records the lease expiration time as the sum of
     # the time at which the original request was sent and the duration of the lease."
@@ -76,6 +77,7 @@ async def test_bound_at_is_when_the_request_was_sent() -> None:
     assert lease.bound_at <= first_request.wall + 0.05
 
 
+@in_virtual_time
 async def test_acquire_uses_server_t1_t2() -> None:
     # RFC 2132 §9.11, §9.12: options 58 and 59 override the defaults.
     async with dhcp_pair(fast(), lease_time=600, t1=100, t2=400) as (engine, _server):
@@ -83,6 +85,7 @@ async def test_acquire_uses_server_t1_t2() -> None:
     assert (lease.lease_time, lease.t1, lease.t2) == (600, 100.0, 400.0)
 
 
+@in_virtual_time
 async def test_acquire_infinite_lease() -> None:
     # RFC 2132 §9.2: 0xFFFFFFFF is "infinity".
     async with dhcp_pair(fast(), lease_time=0xFFFFFFFF) as (engine, _server):
@@ -92,6 +95,7 @@ async def test_acquire_infinite_lease() -> None:
 
 
 @pytest.mark.parametrize("broadcast", [True, False])
+@in_virtual_time
 async def test_discover_and_request_on_the_wire(broadcast: bool) -> None:
     async with dhcp_pair(fast(broadcast=broadcast)) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -122,6 +126,7 @@ async def test_discover_and_request_on_the_wire(broadcast: bool) -> None:
             assert (reply.dst_mac, reply.dst_ip) == (MAC, lease.address)
 
 
+@in_virtual_time
 async def test_client_id_hostname_vendor_class_options() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(
@@ -137,6 +142,7 @@ async def test_client_id_hostname_vendor_class_options() -> None:
     )  # fmt: skip
 
 
+@in_virtual_time
 async def test_requested_ip_is_asked_for_and_granted() -> None:
     wanted = IPv4Address("10.0.0.77")
     async with dhcp_pair(fast()) as (engine, server):
@@ -146,6 +152,7 @@ async def test_requested_ip_is_asked_for_and_granted() -> None:
     assert lease.address == wanted
 
 
+@in_virtual_time
 async def test_requested_ip_refused_when_another_is_offered() -> None:
     wanted, offered = IPv4Address("10.0.0.77"), IPv4Address("10.0.0.99")
     async with dhcp_pair(fast(), offer_address=offered) as (engine, server):
@@ -157,6 +164,7 @@ async def test_requested_ip_refused_when_another_is_offered() -> None:
     assert server.seen(REQUEST) == []  # the offer is not taken
 
 
+@in_virtual_time
 async def test_acquire_argument_checks() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         with pytest.raises(ValueError):
@@ -169,6 +177,7 @@ async def test_acquire_argument_checks() -> None:
     assert server.received == []
 
 
+@in_virtual_time
 async def test_unencodable_hostname_leaves_nothing_behind() -> None:
     async with dhcp_pair(fast()) as (engine, _server):
         with pytest.raises(ValueError):  # UnicodeEncodeError is a ValueError
@@ -180,6 +189,7 @@ async def test_unencodable_hostname_leaves_nothing_behind() -> None:
 # -- many exchanges on one socket -----------------------------------------------------------
 
 
+@in_virtual_time
 async def test_500_concurrent_acquires() -> None:
     config = EngineConfig(retransmit_initial=1.0, retransmit_max=2.0, timeout=15.0)
     macs = [bytes((0x02, 0x01, 0, 0, i >> 8, i & 0xFF)) for i in range(500)]
@@ -196,6 +206,7 @@ async def test_500_concurrent_acquires() -> None:
 # -- retransmission (RFC 2131 §4.1) -----------------------------------------------------
 
 
+@in_virtual_time
 async def test_discover_retransmission_backs_off_and_secs_grows() -> None:
     # Six DISCOVERs dropped: delays 0.05, 0.1, 0.2, then capped at 0.4 (x3), ±JITTER.
     async with dhcp_pair(fast(), drop={DISCOVER: 6}) as (engine, server):
@@ -217,6 +228,7 @@ async def test_discover_retransmission_backs_off_and_secs_grows() -> None:
     assert lease.address == IPv4Address("10.0.0.10")
 
 
+@in_virtual_time
 async def test_request_repeats_the_discover_secs() -> None:
     # One DISCOVER, answered 1.1 s later: the REQUEST is sent in the next second.
     config = fast(retransmit_initial=2.0, retransmit_max=4.0)
@@ -227,6 +239,7 @@ async def test_request_repeats_the_discover_secs() -> None:
     assert request.secs == discover.secs
 
 
+@in_virtual_time
 async def test_request_is_retransmitted() -> None:
     async with dhcp_pair(fast(), drop={REQUEST: 2}) as (engine, server):
         await engine.acquire(MAC)
@@ -240,6 +253,7 @@ async def test_request_is_retransmitted() -> None:
     assert all(r.message.requested_ip == IPv4Address("10.0.0.10") for r in requests)
 
 
+@in_virtual_time
 async def test_unanswered_requests_restart_from_init() -> None:
     # RFC 2131 §4.4.1: with no ACK or NAK after the REQUEST retransmissions, back to
     # INIT: a new DISCOVER with a new xid.
@@ -258,12 +272,14 @@ async def test_unanswered_requests_restart_from_init() -> None:
 # -- the deadline -------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_silent_server_no_answer_error() -> None:
     async with dhcp_pair(fast(), silent=True) as (engine, server):
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         with pytest.raises(NoAnswerError) as info:
             await engine.acquire(MAC, timeout=0.3)
-        elapsed = time.monotonic() - started
+        elapsed = loop.time() - started
         assert engine.in_flight == 0 and pending_timers(engine) == []
         assert engine.stats.timeouts == 1
     assert 0.3 <= elapsed < 0.8
@@ -275,6 +291,7 @@ async def test_silent_server_no_answer_error() -> None:
     assert MAC.hex(":") in text and "fake0" in text
 
 
+@in_virtual_time
 async def test_offers_without_ack_are_reported() -> None:
     async with dhcp_pair(fast(), ignore={REQUEST}) as (engine, server):
         with pytest.raises(NoAnswerError) as info:
@@ -286,6 +303,7 @@ async def test_offers_without_ack_are_reported() -> None:
     assert "received nothing" not in text
 
 
+@in_virtual_time
 async def test_send_errors_are_counted_and_quoted() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         transport = engine.transport
@@ -301,6 +319,7 @@ async def test_send_errors_are_counted_and_quoted() -> None:
 # -- on_request: the caller hears of each offer before its REQUEST ---------------------------
 
 
+@in_virtual_time
 async def test_on_request_hears_each_offer_before_its_request() -> None:
     heard: list[tuple[IPv4Address, IPv4Address, bytes, int]] = []
     async with dhcp_pair(fast(), nak=1) as (engine, server):
@@ -317,6 +336,7 @@ async def test_on_request_hears_each_offer_before_its_request() -> None:
     assert lease.address == IPv4Address("10.0.0.10")
 
 
+@in_virtual_time
 async def test_an_on_request_that_fails_stops_the_request() -> None:
     def refuse(address: IPv4Address, server_id: IPv4Address, server_mac: bytes) -> None:
         raise OSError("disk full")
@@ -331,6 +351,7 @@ async def test_an_on_request_that_fails_stops_the_request() -> None:
 # -- DHCPNAK (RFC 2131 §3.1 step 5, §4.4.1) ----------------------------------------------
 
 
+@in_virtual_time
 async def test_one_nak_restarts_from_init() -> None:
     async with dhcp_pair(fast(), nak=1) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -343,6 +364,7 @@ async def test_one_nak_restarts_from_init() -> None:
     assert [s.kind for s in server.sent] == [OFFER, MessageType.NAK, OFFER, ACK]
 
 
+@in_virtual_time
 async def test_too_many_naks_raise_nak_error() -> None:
     config = fast(max_naks=2)
     async with dhcp_pair(config, nak=10, nak_message="pool exhausted") as (engine, server):
@@ -357,6 +379,7 @@ async def test_too_many_naks_raise_nak_error() -> None:
     assert "pool exhausted" in str(info.value) and str(SERVER_ID) in str(info.value)
 
 
+@in_virtual_time
 async def test_max_naks_zero_fails_on_the_first_nak() -> None:
     async with dhcp_pair(fast(max_naks=0), nak=1, nak_message=None) as (engine, server):
         with pytest.raises(NakError) as info:
@@ -365,6 +388,7 @@ async def test_max_naks_zero_fails_on_the_first_nak() -> None:
     assert [s.type for s in server.received] == [DISCOVER, REQUEST]
 
 
+@in_virtual_time
 async def test_engine_usable_after_failures() -> None:
     async with dhcp_pair(fast(max_naks=0), nak=1) as (engine, _server):
         with pytest.raises(ProtocolError):

@@ -19,13 +19,12 @@ from fake_dhcp import (
     dhcp_pair,
     pending_timers,
 )
+from virtual_time import in_virtual_time
 
 from fastdhcp.engine import EngineConfig, Offer
 from fastdhcp.errors import NakError, NoAnswerError
 from fastdhcp.lease import Lease
 from fastdhcp.spec import MessageType, Option
-
-pytestmark = pytest.mark.asyncio
 
 MAC = bytes.fromhex("020000000002")
 REQUEST, ACK = MessageType.REQUEST, MessageType.ACK
@@ -52,6 +51,7 @@ def assert_extension_request(seen: Seen, lease: Lease) -> None:
 # -- RENEWING ------------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_renew_is_unicast_to_the_server() -> None:
     async with dhcp_pair(fast(), t1=600, t2=1200) as (engine, server):
         lease = await engine.acquire(MAC, client_id=b"\x01" + MAC, hostname="db-2")
@@ -73,6 +73,7 @@ async def test_renew_is_unicast_to_the_server() -> None:
     assert (server.sent[-1].dst_mac, server.sent[-1].dst_ip) == (MAC, lease.address)
 
 
+@in_virtual_time
 async def test_renew_ignores_an_ack_from_another_server() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -83,6 +84,7 @@ async def test_renew_ignores_an_ack_from_another_server() -> None:
     assert renewed.server_id == SERVER_ID and renewed.server_mac == SERVER_MAC
 
 
+@in_virtual_time
 async def test_renew_times_out_when_only_another_server_answers() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -95,6 +97,7 @@ async def test_renew_times_out_when_only_another_server_answers() -> None:
     assert f"DHCPACK from {OTHER_SERVER_ID}" in text  # what came, though refused
 
 
+@in_virtual_time
 async def test_a_new_lease_goes_ahead_of_waiting_renewals() -> None:
     # Two slots, both held by RENEWs that no server will answer (the lease's
     # server is gone), and eight more RENEWs waiting: a docker run's acquire must
@@ -117,6 +120,7 @@ async def test_a_new_lease_goes_ahead_of_waiting_renewals() -> None:
     assert all(isinstance(result, NoAnswerError) for result in results)
 
 
+@in_virtual_time
 async def test_renew_nak_raises() -> None:
     async with dhcp_pair(fast(), nak_message="lease revoked") as (engine, server):
         lease = await engine.acquire(MAC)
@@ -131,6 +135,7 @@ async def test_renew_nak_raises() -> None:
     assert str(lease.address) in str(info.value)
 
 
+@in_virtual_time
 async def test_renew_ack_for_another_address_is_ignored_and_named() -> None:
     async with dhcp_pair(fast(renew_timeout=0.5)) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -144,6 +149,7 @@ async def test_renew_ack_for_another_address_is_ignored_and_named() -> None:
     )
 
 
+@in_virtual_time
 async def test_renew_is_retransmitted() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -159,6 +165,7 @@ async def test_renew_is_retransmitted() -> None:
 # -- REBINDING -----------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_rebind_is_broadcast_and_any_server_may_answer() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -175,6 +182,7 @@ async def test_rebind_is_broadcast_and_any_server_may_answer() -> None:
     assert rebound.bound_at > lease.bound_at
 
 
+@in_virtual_time
 async def test_rebind_nak_raises() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -186,6 +194,7 @@ async def test_rebind_nak_raises() -> None:
 # -- RELEASE and DECLINE --------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_release_is_unicast_with_ciaddr_and_server_id() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC, client_id=b"\x01" + MAC)
@@ -207,6 +216,7 @@ async def test_release_is_unicast_with_ciaddr_and_server_id() -> None:
     assert MAC not in server.bindings
 
 
+@in_virtual_time
 async def test_decline_is_broadcast_with_requested_address() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -227,6 +237,7 @@ async def test_decline_is_broadcast_with_requested_address() -> None:
 # -- probe ---------------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_probe_reports_the_offer_and_never_requests() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         report = await engine.probe()
@@ -259,6 +270,7 @@ async def test_probe_reports_the_offer_and_never_requests() -> None:
     assert server.bindings == {}
 
 
+@in_virtual_time
 async def test_probe_macs_differ() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         await engine.probe()
@@ -267,6 +279,7 @@ async def test_probe_macs_differ() -> None:
     assert first.chaddr != second.chaddr
 
 
+@in_virtual_time
 async def test_probe_without_mask_or_router() -> None:
     async with dhcp_pair(fast(), router=None, dns=(), domain=None) as (engine, _server):
         report = await engine.probe()
@@ -274,6 +287,7 @@ async def test_probe_without_mask_or_router() -> None:
     assert report.subnet == IPv4Network("10.0.0.0/24")
 
 
+@in_virtual_time
 async def test_probe_times_out() -> None:
     async with dhcp_pair(fast(), silent=True) as (engine, _server):
         with pytest.raises(NoAnswerError) as info:
@@ -282,6 +296,7 @@ async def test_probe_times_out() -> None:
     assert "no DHCPOFFER" in str(info.value)
 
 
+@in_virtual_time
 async def test_a_refused_frame_costs_only_itself() -> None:
     # The kernel refuses one frame (too big for the MTU, say): the frames queued
     # beside it in the same batch still leave, and only its sender hears of it.

@@ -7,12 +7,11 @@ import asyncio
 
 import pytest
 from fake_dhcp import BOGUS_COUNTER, SERVER_ID, dhcp_pair, pending_timers
+from virtual_time import in_virtual_time
 
 from fastdhcp.engine import EngineConfig
 from fastdhcp.errors import NoAnswerError, ProtocolError
 from fastdhcp.spec import MessageType
-
-pytestmark = pytest.mark.asyncio
 
 MAC = bytes.fromhex("020000000003")
 DISCOVER, OFFER, REQUEST, ACK = (
@@ -35,6 +34,7 @@ def counters(engine: object) -> dict[str, int]:
 # -- junk and replies for someone else -----------------------------------------------------
 
 
+@in_virtual_time
 async def test_garbage_before_an_exchange_is_counted_as_malformed() -> None:
     junk = ["garbage", "garbage", "truncated", "bad_udp_checksum", "bad_ip_checksum", "op3"]
     async with dhcp_pair(fast()) as (engine, server):
@@ -47,6 +47,7 @@ async def test_garbage_before_an_exchange_is_counted_as_malformed() -> None:
 
 
 @pytest.mark.parametrize("bogus", sorted(BOGUS_COUNTER))
+@in_virtual_time
 async def test_bogus_reply_is_counted_and_the_exchange_completes(bogus: str) -> None:
     # One bogus copy just before the real OFFER and the real ACK. server_id is
     # configured, so that an OFFER from another server is refused, not taken.
@@ -61,6 +62,7 @@ async def test_bogus_reply_is_counted_and_the_exchange_completes(bogus: str) -> 
     assert lease.address == server.bindings[MAC]
 
 
+@in_virtual_time
 async def test_all_bogus_replies_at_once() -> None:
     kinds = sorted(BOGUS_COUNTER)
     config = fast(server_id=SERVER_ID)
@@ -75,6 +77,7 @@ async def test_all_bogus_replies_at_once() -> None:
     assert lease.address == server.bindings[MAC]
 
 
+@in_virtual_time
 async def test_offer_from_another_server_is_refused_when_server_id_is_set() -> None:
     async with dhcp_pair(fast(server_id=SERVER_ID)) as (engine, server):
         server.become(server_id=type(SERVER_ID)("10.0.0.2"), mac=server.mac)
@@ -84,6 +87,7 @@ async def test_offer_from_another_server_is_refused_when_server_id_is_set() -> N
     assert server.seen(REQUEST) == []
 
 
+@in_virtual_time
 async def test_replies_to_other_exchanges_do_not_cross() -> None:
     # Two MACs at once: each lease is built from its own ACK.
     other = bytes.fromhex("020000000004")
@@ -99,6 +103,7 @@ async def test_replies_to_other_exchanges_do_not_cross() -> None:
 # could otherwise end every acquisition by answering first with nonsense.
 
 
+@in_virtual_time
 async def test_malformed_router_in_ack_is_ignored_and_named_at_the_deadline() -> None:
     async with dhcp_pair(fast(timeout=1.0), malformed_router=True) as (engine, server):
         with pytest.raises(NoAnswerError) as info:
@@ -112,6 +117,7 @@ async def test_malformed_router_in_ack_is_ignored_and_named_at_the_deadline() ->
     assert MAC.hex(":") in text
 
 
+@in_virtual_time
 async def test_ack_without_lease_time_is_ignored_and_named_at_the_deadline() -> None:
     # RFC 2131 §4.3.1 table 3: a DHCPACK MUST carry option 51.
     async with dhcp_pair(fast(timeout=1.0), lease_time=None) as (engine, _server):
@@ -121,6 +127,7 @@ async def test_ack_without_lease_time_is_ignored_and_named_at_the_deadline() -> 
     assert "without a lease time" in str(info.value) and str(SERVER_ID) in str(info.value)
 
 
+@in_virtual_time
 async def test_renew_ack_without_lease_time_is_ignored() -> None:
     async with dhcp_pair(fast(renew_timeout=0.5)) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -130,6 +137,7 @@ async def test_renew_ack_without_lease_time_is_ignored() -> None:
         assert engine.in_flight == 0
 
 
+@in_virtual_time
 async def test_a_usable_ack_after_an_unusable_one_is_taken() -> None:
     async with dhcp_pair(fast(), bogus={ACK: ["lease_zero", "mask_32"]}) as (engine, _server):
         lease = await engine.acquire(MAC)
@@ -141,6 +149,7 @@ async def test_a_usable_ack_after_an_unusable_one_is_taken() -> None:
 
 
 @pytest.mark.parametrize("state", ["SELECTING", "REQUESTING"])
+@in_virtual_time
 async def test_cancelled_acquire_leaves_nothing_behind(state: str) -> None:
     ignore = {DISCOVER} if state == "SELECTING" else {REQUEST}
     async with dhcp_pair(fast(), ignore=ignore) as (engine, server):
@@ -162,6 +171,7 @@ async def test_cancelled_acquire_leaves_nothing_behind(state: str) -> None:
     assert lease.mac == MAC
 
 
+@in_virtual_time
 async def test_cancelled_renew_leaves_nothing_behind() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -174,6 +184,7 @@ async def test_cancelled_renew_leaves_nothing_behind() -> None:
         assert engine.in_flight == 0 and pending_timers(engine) == []
 
 
+@in_virtual_time
 async def test_wait_for_timeout_cancels_cleanly() -> None:
     async with dhcp_pair(fast(), silent=True) as (engine, _server):
         with pytest.raises(TimeoutError):
@@ -185,6 +196,7 @@ async def test_wait_for_timeout_cancels_cleanly() -> None:
 # -- close() ---------------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_close_fails_exchanges_in_flight() -> None:
     macs = [bytes((2, 0, 0, 0, 1, i)) for i in range(3)]
     async with dhcp_pair(fast(), silent=True) as (engine, server):
@@ -204,6 +216,7 @@ async def test_close_fails_exchanges_in_flight() -> None:
         assert type(result) is ProtocolError and "closed" in str(result)
 
 
+@in_virtual_time
 async def test_context_manager_closes() -> None:
     async with dhcp_pair(fast()) as (engine, _server):
         async with engine:
@@ -214,6 +227,7 @@ async def test_context_manager_closes() -> None:
 
 
 @pytest.mark.parametrize("operation", ["release", "decline"])
+@in_virtual_time
 async def test_release_after_close_raises(operation: str) -> None:
     async with dhcp_pair(fast()) as (engine, _server):
         lease = await engine.acquire(MAC)

@@ -19,14 +19,13 @@ from fake_dhcp import (
     FakeServer,
     dhcp_pair,
 )
+from virtual_time import in_virtual_time
 
 from fastdhcp import codec
 from fastdhcp.engine import Engine, EngineConfig, new_xid
 from fastdhcp.errors import AddressRefusedError, NakError, NoAnswerError
 from fastdhcp.exchange import RULES, TALLY_KINDS, State, Trusts
 from fastdhcp.spec import BOOTREPLY, MessageType, Option
-
-pytestmark = pytest.mark.asyncio
 
 MAC = bytes.fromhex("020000000007")
 OFFER, REQUEST, ACK, NAK = MessageType.OFFER, MessageType.REQUEST, MessageType.ACK, MessageType.NAK
@@ -43,6 +42,7 @@ def counters(engine: Engine) -> dict[str, int]:
     return {name: getattr(engine.stats, name) for name in COUNTERS}
 
 
+@in_virtual_time
 async def test_the_rules_table_covers_every_state() -> None:
     assert set(RULES) == set(State)
     assert RULES[State.REQUESTING].trusts is Trusts.OFFER_SERVER
@@ -56,6 +56,7 @@ async def test_the_rules_table_covers_every_state() -> None:
 
 @pytest.mark.parametrize("configured", [SERVER_ID, None], ids=["dhcp_server", "any"])
 @pytest.mark.parametrize("forged", sorted(FORGED_NAK_COUNTER) + ["no_server_id", "wrong_server"])
+@in_virtual_time
 async def test_forged_ack_or_nak_in_requesting_is_ignored(
     forged: str, configured: IPv4Address | None
 ) -> None:
@@ -69,6 +70,7 @@ async def test_forged_ack_or_nak_in_requesting_is_ignored(
 
 @pytest.mark.parametrize("configured", [SERVER_ID, None], ids=["dhcp_server", "any"])
 @pytest.mark.parametrize("bogus", VALUE_BOGUS)
+@in_virtual_time
 async def test_unusable_offer_and_ack_are_ignored(
     bogus: str, configured: IPv4Address | None
 ) -> None:
@@ -80,6 +82,7 @@ async def test_unusable_offer_and_ack_are_ignored(
 
 
 @pytest.mark.parametrize("bogus", VALUE_BOGUS)
+@in_virtual_time
 async def test_only_unusable_offers_fail_at_the_deadline_naming_the_reason(bogus: str) -> None:
     async with dhcp_pair(fast(timeout=0.5), ignore={MessageType.DISCOVER}) as (engine, server):
         task = asyncio.create_task(engine.acquire(MAC))
@@ -115,6 +118,7 @@ def offer_fields(server: FakeServer, xid: int) -> dict[str, object]:
 @pytest.mark.parametrize("configured", [SERVER_ID, None], ids=["dhcp_server", "any"])
 @pytest.mark.parametrize("phase", ["renew", "rebind"])
 @pytest.mark.parametrize("forged", ["no_server_id", "nak_no_server_id", "lease_zero", "mask_32"])
+@in_virtual_time
 async def test_forged_replies_never_end_a_renewal(
     forged: str, phase: str, configured: IPv4Address | None
 ) -> None:
@@ -127,6 +131,7 @@ async def test_forged_replies_never_end_a_renewal(
     assert renewed.server_id == SERVER_ID and renewed.address == lease.address
 
 
+@in_virtual_time
 async def test_renewing_ignores_another_servers_nak_and_ack() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -136,6 +141,7 @@ async def test_renewing_ignores_another_servers_nak_and_ack() -> None:
     assert renewed.server_id == SERVER_ID
 
 
+@in_virtual_time
 async def test_rebinding_takes_any_servers_nak_unless_dhcp_server_is_set() -> None:
     # RFC 2131 §4.4.5: a REBINDING client broadcasts and takes any server's
     # answer; with dhcp_server set, only that server's.
@@ -153,6 +159,7 @@ async def test_rebinding_takes_any_servers_nak_unless_dhcp_server_is_set() -> No
     assert renewed.server_id == SERVER_ID
 
 
+@in_virtual_time
 async def test_rebinding_takes_a_failover_peer_but_not_with_dhcp_server_set() -> None:
     async with dhcp_pair(fast(renew_timeout=0.5)) as (engine, server):
         lease = await engine.acquire(MAC)
@@ -171,6 +178,7 @@ async def test_rebinding_takes_a_failover_peer_but_not_with_dhcp_server_set() ->
 # -- requested addresses -------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_an_offer_of_another_address_waits_for_the_deadline_without_dhcp_server() -> None:
     wanted, offered = IPv4Address("10.0.0.77"), IPv4Address("10.0.0.99")
     async with dhcp_pair(fast(timeout=0.5), offer_address=offered) as (engine, server):
@@ -181,6 +189,7 @@ async def test_an_offer_of_another_address_waits_for_the_deadline_without_dhcp_s
     assert f"DHCPOFFER of {offered} from {SERVER_ID}, not the requested {wanted}" in str(info.value)
 
 
+@in_virtual_time
 async def test_an_address_outside_the_pools_subnet_is_never_taken() -> None:
     from ipaddress import IPv4Network
 
@@ -207,6 +216,7 @@ def flood_frames(xid: int, count: int) -> list[bytes]:
     return frames
 
 
+@in_virtual_time
 async def test_a_flood_of_replies_costs_bounded_memory_and_a_short_message() -> None:
     config = fast(timeout=2.0)
     async with dhcp_pair(config, ignore={MessageType.REQUEST}) as (engine, server):
@@ -233,6 +243,7 @@ async def test_a_flood_of_replies_costs_bounded_memory_and_a_short_message() -> 
 # -- xids --------------------------------------------------------------------------------
 
 
+@in_virtual_time
 async def test_xids_come_from_the_system_random_source(monkeypatch: pytest.MonkeyPatch) -> None:
     import secrets
 
@@ -254,6 +265,7 @@ async def test_xids_come_from_the_system_random_source(monkeypatch: pytest.Monke
         ({"hostname": "bad\nname"}, "not printable ASCII"),
     ],
 )
+@in_virtual_time
 async def test_option_values_that_cannot_fit_are_refused(
     params: dict[str, object], words: str
 ) -> None:
@@ -263,6 +275,7 @@ async def test_option_values_that_cannot_fit_are_refused(
         assert server.received == [] and engine.in_flight == 0
 
 
+@in_virtual_time
 async def test_a_request_over_the_mtu_is_refused() -> None:
     async with dhcp_pair(fast()) as (engine, server):
         engine.mtu = 576  # RFC 791's minimum

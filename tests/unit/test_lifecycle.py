@@ -1,12 +1,16 @@
 """The lease keeper on the in-process fake server, with leases of a few seconds:
 renew at T1, rebind at T2 when the server changes, re-acquire after a NAK, and
-loud failure when a lease is lost (RFC 2131 §4.4.5)."""
+loud failure when a lease is lost (RFC 2131 §4.4.5).
+
+In virtual time (``virtual_time``): the keeper, the engine and the fake server
+share the loop's clock, and the loop jumps to each next timer, so seconds of
+lease life pass in milliseconds and in the same order as they would for real.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fake_dhcp import NETWORK, FakeServer, dhcp_pair
+from virtual_time import VirtualTimeLoop, in_virtual_time
 
 from fastdhcp.book import Book
 from fastdhcp.engine import Engine, EngineConfig
@@ -22,8 +27,6 @@ from fastdhcp.lifecycle import KeeperConfig, LeaseKeeper
 from fastdhcp.metrics import METRICS
 from fastdhcp.spec import MessageType
 from fastdhcp.store import PoolRecord, Store
-
-pytestmark = pytest.mark.asyncio
 
 FAST = EngineConfig(
     retransmit_initial=0.05, retransmit_max=0.2, timeout=0.6, renew_timeout=0.6, min_lease_time=1
@@ -37,7 +40,9 @@ async def kept(
     tmp_path: Path, **server_options: object
 ) -> AsyncIterator[tuple[LeaseKeeper, Engine, FakeServer, Store]]:
     options = {"lease_time": 3, "t1": 1, "t2": 2, **server_options}
-    async with dhcp_pair(FAST, **options) as (engine, server):
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop), "run the test @in_virtual_time"
+    async with dhcp_pair(FAST, clock=loop.wall, **options) as (engine, server):
         store = Store.open(tmp_path / "state")
         store.add_pool(PoolRecord(POOL, "fake0", str(NETWORK)))
 
@@ -46,7 +51,11 @@ async def kept(
             return engine
 
         book = Book(store)
-        keeper = LeaseKeeper(book, engine_for, KeeperConfig(retry_floor=0.2, jitter=0.1))
+        # Time must not jump while the store's writer thread has a commit to deliver.
+        loop.busy.append(lambda: book.writer.pending > 0)
+        keeper = LeaseKeeper(
+            book, engine_for, KeeperConfig(retry_floor=0.2, jitter=0.1), clock=loop.wall
+        )
         try:
             yield keeper, engine, server, store
         finally:
@@ -70,14 +79,16 @@ def count(event: str) -> float:
     return METRICS.value("fastdhcp_lease_events_total", event=event)
 
 
+@in_virtual_time
 async def test_a_lease_is_renewed_at_t1_again_and_again(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
-        deadline = time.time() + 4.5  # one and a half lease times
-        while time.time() < deadline:
+        wall = asyncio.get_running_loop().wall  # type: ignore[attr-defined]
+        deadline = wall() + 4.5  # one and a half lease times
+        while wall() < deadline:
             held = store.lease_by_address(lease.address)
             assert held is not None and held[1].expires_at is not None
-            assert held[1].expires_at > time.time(), "the lease expired"
+            assert held[1].expires_at > wall(), "the lease expired"
             await asyncio.sleep(0.1)
         assert keeper.stats.renewed >= 3
         # RFC 2131 §4.3.2: RENEWING is unicast to the server, ciaddr set.
@@ -86,6 +97,7 @@ async def test_a_lease_is_renewed_at_t1_again_and_again(tmp_path: Path) -> None:
         assert store.lease_by_address(lease.address)[1].bound_at > lease.bound_at  # type: ignore[index]
 
 
+@in_virtual_time
 async def test_rebinding_reaches_a_new_server_at_t2(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
@@ -96,9 +108,11 @@ async def test_rebinding_reaches_a_new_server_at_t2(tmp_path: Path) -> None:
         held = store.lease_by_address(lease.address)
         assert held is not None and held[1].server_id == IPv4Address("10.0.0.2")
         assert keeper.stats.rebound >= 1 and keeper.stats.failures >= 1
-        assert held[1].expires_at is not None and held[1].expires_at > time.time()
+        wall = asyncio.get_running_loop().wall  # type: ignore[attr-defined]
+        assert held[1].expires_at is not None and held[1].expires_at > wall()
 
 
+@in_virtual_time
 async def test_a_nak_reacquires_the_same_address(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
@@ -116,6 +130,7 @@ async def test_a_nak_reacquires_the_same_address(tmp_path: Path) -> None:
         assert server.seen(MessageType.DISCOVER)[-1].message.requested_ip == lease.address
 
 
+@in_virtual_time
 async def test_a_server_that_naks_everything_costs_a_bounded_rate(tmp_path: Path) -> None:
     # Every retry path waits at least the floor (0.2 s here, 60 s by default):
     # a server that refuses everything, or a forger that can, must not drive
@@ -132,6 +147,7 @@ async def test_a_server_that_naks_everything_costs_a_bounded_rate(tmp_path: Path
     assert reacquisitions <= attempts * (FAST.max_naks + 1) + 4, reacquisitions
 
 
+@in_virtual_time
 async def test_a_lost_lease_is_said_loudly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -148,6 +164,7 @@ async def test_a_lost_lease_is_said_loudly(
         assert lost and lease.mac.hex(":") in lost[0] and str(lease.address) in lost[0]
 
 
+@in_virtual_time
 async def test_released_leases_are_no_longer_renewed(tmp_path: Path) -> None:
     async with kept(tmp_path) as (keeper, engine, server, store):
         lease = await hold(keeper, engine, store)
@@ -157,6 +174,7 @@ async def test_released_leases_are_no_longer_renewed(tmp_path: Path) -> None:
         assert renewals(server) == [] and keeper.tracked == 0
 
 
+@in_virtual_time
 async def test_first_renewals_of_a_burst_are_spread(tmp_path: Path) -> None:
     async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, _store):
         leases = await asyncio.gather(
@@ -170,6 +188,7 @@ async def test_first_renewals_of_a_burst_are_spread(tmp_path: Path) -> None:
         assert max(offsets) - min(offsets) > 100  # spread over minutes, not one burst
 
 
+@in_virtual_time
 async def test_load_tracks_every_stored_lease(tmp_path: Path) -> None:
     async with kept(tmp_path, lease_time=3600, t1=1800, t2=3150) as (keeper, engine, _, store):
         for n in range(5):
@@ -178,6 +197,7 @@ async def test_load_tracks_every_stored_lease(tmp_path: Path) -> None:
         assert keeper.load() == 5 and keeper.tracked == 5
 
 
+@in_virtual_time
 async def test_a_phase_whose_last_attempt_failed_late_is_followed_at_once(tmp_path: Path) -> None:
     # Seen against real servers with 1,000 leases: the last RENEW before T2 has a
     # timeout of at least a second, so it fails after T2; the first REBIND then
@@ -198,6 +218,7 @@ async def test_a_phase_whose_last_attempt_failed_late_is_followed_at_once(tmp_pa
         assert keeper._due[address] == expires + 0.1 + keeper.config.retry_floor
 
 
+@in_virtual_time
 async def test_an_unanswered_attempt_ends_at_the_engines_renew_timeout(tmp_path: Path) -> None:
     # T2 is 49 s after T1, so RFC 2131 §4.4.5 alone would let the first RENEW wait
     # 24.5 s; the engine's renew_timeout (0.6 s here) bounds it, so it frees its
@@ -209,6 +230,7 @@ async def test_an_unanswered_attempt_ends_at_the_engines_renew_timeout(tmp_path:
         assert keeper.stats.failures >= 1 and engine.in_flight == 0
 
 
+@in_virtual_time
 async def test_leases_due_at_once_are_renewed_a_bounded_number_at_a_time(
     tmp_path: Path,
 ) -> None:
@@ -238,6 +260,7 @@ async def test_leases_due_at_once_are_renewed_a_bounded_number_at_a_time(
         assert keeper.stats.renewed == 10 and len(started) == 10 and keeper.tracked == 10
 
 
+@in_virtual_time
 async def test_a_keeper_task_that_raises_keeps_its_lease_tracked(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -42,8 +42,11 @@ def macs(count: int) -> list[bytes]:
 
 async def test_concurrent_writes_share_transactions(writer: GroupWriter) -> None:
     leases = [lease(f"10.0.{n >> 8}.{n & 0xFF}", mac) for n, mac in enumerate(macs(500), 10)]
-    await asyncio.gather(*(writer.put_lease(POOL.pool_id, held) for held in leases))
+    writes = [writer.put_lease(POOL.pool_id, held) for held in leases]
+    assert writer.pending == 500  # submitted; none delivered before the loop runs
+    await asyncio.gather(*writes)
     assert len(writer.store.leases()) == 500 and writer.writes == 500
+    assert writer.pending == 0
     # 500 writes submitted at once: the first commit runs alone, the rest join
     # the next ones. One per write would be 500.
     assert writer.commits <= 10, writer.commits
@@ -56,7 +59,7 @@ async def test_a_failing_write_fails_alone(writer: GroupWriter) -> None:
                              IPv4Address("10.0.0.2"), SERVER_MAC)  # fmt: skip
     also_good = writer.put_pending(request)
     results = await asyncio.gather(good, bad, also_good, return_exceptions=True)
-    assert results[0] is None and results[2] is None
+    assert results[0] is None and results[2] is None and writer.pending == 0
     assert isinstance(results[1], StoreError)
     assert [str(held.address) for _, held in writer.store.leases()] == ["10.0.0.5"]
     assert len(writer.store.pending()) == 1
