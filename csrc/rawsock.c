@@ -11,8 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* recvmmsg/sendmmsg batches are built on the stack; callers never ask for more. */
-#define FD_MAX_BATCH 256 /* also FD_MAX_BATCH in _rawsock.pyx */
 
 int fd_packet_socket(void)
 {

@@ -8,6 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Frames in one recvmmsg/sendmmsg batch: the arrays are built on the stack, and
+ * longer requests are cut to this. _rawsock.pyx reads it from here and exports it
+ * as MAX_BATCH; _rawsock_py.MAX_BATCH must agree (tests/unit/test_package.py). */
+#define FD_MAX_BATCH 256
+
 /* A non-blocking AF_PACKET/SOCK_RAW socket that receives nothing yet (protocol 0:
  * unbound packet sockets see no traffic). Returns the fd or -errno. */
 int fd_packet_socket(void);

@@ -1,5 +1,10 @@
 # cython: language_level=3, boundscheck=True, wraparound=False, cdivision=True
 # cython: auto_pickle=False, embedsignature=True, binding=True
+# boundscheck=True guards only the indexing of Python sequences (a list of
+# message types by value). It cannot guard the reads through raw pointers that
+# every field access is: those are checked by hand, by the one cursor over the
+# options (_cursor_step) and by the length check each load_* call names
+# (_wire.pxd). The fuzzer (scripts/fuzz-codec, ASan + UBSan) checks that they are.
 """The compiled codec: the same names and errors as ``_codec_py``, only faster.
 
 ``_codec_py`` is the specification; keep the order of checks, the error fields

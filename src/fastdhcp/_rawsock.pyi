@@ -5,7 +5,9 @@ from typing import Self
 
 from typing_extensions import disjoint_base
 
-__all__ = ["RawSocket"]
+__all__ = ["MAX_BATCH", "RawSocket"]
+
+MAX_BATCH: int
 
 @disjoint_base
 class RawSocket:

@@ -1,5 +1,8 @@
 # cython: language_level=3, boundscheck=True, wraparound=False
 # cython: auto_pickle=False, embedsignature=True, binding=True
+# boundscheck=True guards only the indexing of Python sequences. The receive
+# buffers are raw memory for ``batch`` frames (at most FD_MAX_BATCH, checked in
+# __init__), and each loop over them stops at the count the C helper returned.
 """The compiled packet socket: AF_PACKET with a BPF filter, batch receive
 (recvmmsg) and batch send (sendmmsg). ``protocol`` picks the filter and the
 ethertype frames are sent as (``bpf.PROFILES``): "dhcp" (the default) or "arp".
@@ -13,6 +16,18 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from posix.unistd cimport close as c_close
 
+from ._csock cimport (
+    FD_MAX_BATCH,
+    fd_attach_filter,
+    fd_bind_all,
+    fd_drain,
+    fd_enable_auxdata,
+    fd_packet_socket,
+    fd_recv_batch,
+    fd_send_batch,
+    fd_set_promiscuous,
+)
+
 import errno as _errno
 import os
 
@@ -20,22 +35,9 @@ from . import bpf, iface
 from .iface import open_error
 from .errors import InterfaceError
 
-cdef extern from "rawsock.h" nogil:
-    int fd_packet_socket()
-    int fd_attach_filter(int fd, const void *program, unsigned short count)
-    int fd_bind_all(int fd, int ifindex)
-    int fd_drain(int fd)
-    int fd_set_promiscuous(int fd, int ifindex, int on)
-    int fd_enable_auxdata(int fd)
-    int fd_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned count, uint32_t *lengths,
-                      uint8_t *pending)
-    int fd_send_batch(int fd, int ifindex, uint16_t ethertype, const uint8_t *const *frames,
-                      const uint32_t *lengths, unsigned count)
+__all__ = ["MAX_BATCH", "RawSocket"]
 
-cdef enum:
-    FD_MAX_BATCH = 256  # as in csrc/rawsock.c
-
-__all__ = ["RawSocket"]
+MAX_BATCH = FD_MAX_BATCH  # frames in one recvmmsg/sendmmsg call
 
 cdef bytes _MATCH_NOTHING = bpf.pack(bpf.MATCH_NOTHING)
 

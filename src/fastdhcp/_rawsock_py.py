@@ -18,7 +18,7 @@ from . import bpf, iface
 from .errors import InterfaceError
 from .iface import open_error
 
-__all__ = ["RawSocket"]
+__all__ = ["MAX_BATCH", "RawSocket"]
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
@@ -29,7 +29,7 @@ _AUXDATA_SPACE = socket.CMSG_SPACE(20)  # struct tpacket_auxdata
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_DROP_MEMBERSHIP = 2
 PACKET_MR_PROMISC = 1
-MAX_BATCH = 256
+MAX_BATCH = 256  # frames in one batch: FD_MAX_BATCH in csrc/rawsock.h
 
 _ffi: Any = None
 

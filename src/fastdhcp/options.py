@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from .errors import DecodeError, EncodeError
+from .errors import DecodeError
 from .spec import MIN_MAX_MESSAGE_SIZE, MessageType, Option
 
 __all__ = [
-    "encode_classless_routes",
-    "encode_relay_agent_info",
     "parse_address",
     "parse_address_list",
     "parse_classless_routes",
@@ -150,17 +148,6 @@ def parse_classless_routes(code: int, raw: bytes) -> tuple[tuple[IPv4Network, IP
     return tuple(routes)
 
 
-def encode_classless_routes(routes: list[tuple[IPv4Network, IPv4Address]]) -> bytes:
-    """The inverse of :func:`parse_classless_routes` (RFC 3442 §3)."""
-    out = bytearray()
-    for network, router in routes:
-        width = network.prefixlen
-        out.append(width)
-        out += network.network_address.packed[: (width + 7) // 8]
-        out += IPv4Address(router).packed
-    return bytes(out)
-
-
 def parse_relay_agent_info(code: int, raw: bytes) -> tuple[tuple[int, bytes], ...]:
     """RFC 3046 §2.0: a list of sub-options, each code, length, value; the
     option holds at least one sub-option."""
@@ -177,13 +164,3 @@ def parse_relay_agent_info(code: int, raw: bytes) -> tuple[tuple[int, bytes], ..
         subs.append((raw[pos], bytes(raw[pos + 2 : pos + 2 + sub_len])))
         pos += 2 + sub_len
     return tuple(subs)
-
-
-def encode_relay_agent_info(subs: list[tuple[int, bytes]]) -> bytes:
-    """The inverse of :func:`parse_relay_agent_info` (RFC 3046 §2.0)."""
-    out = bytearray()
-    for sub_code, value in subs:
-        if not 0 <= sub_code <= 255 or len(value) > 255:
-            raise EncodeError(f"relay agent sub-option {sub_code} does not fit")
-        out += bytes((sub_code, len(value))) + bytes(value)
-    return bytes(out)

@@ -14,15 +14,13 @@ import logging
 from typing import Protocol
 
 from .errors import FastDHCPError
+from .rawsock import MAX_BATCH  # frames per send_batch call: a longer list is cut there
 from .transport import Transport
 
-__all__ = ["SEND_BATCH", "Outbox"]
+__all__ = ["Outbox"]
 
 _log = logging.getLogger(__name__)
 
-# Frames per send_batch call: the compiled socket's sendmmsg array holds 256
-# (FD_MAX_BATCH in csrc/rawsock.c); a longer sequence is cut there anyway.
-SEND_BATCH = 256
 # When the kernel's queue is full, try again after this long.
 _FULL_QUEUE_RETRY = 0.001
 
@@ -81,7 +79,7 @@ class Outbox:
         self._handle = None
         failed: list[str] = []
         while self._frames and not self._closed:
-            batch = [frame for frame, _ in self._frames[:SEND_BATCH]]
+            batch = [frame for frame, _ in self._frames[:MAX_BATCH]]
             try:
                 sent = self.transport.send_batch(batch)
             except (OSError, FastDHCPError) as exc:

@@ -67,6 +67,7 @@ def test_sdist_carries_the_sources_and_not_the_generated_c(dists: dict[str, Path
         "pyproject.toml", "setup.py", "README.md", "PKG-INFO",
         "csrc/checksum.c", "csrc/checksum.h", "csrc/rawsock.c", "csrc/rawsock.h",
         "src/fastdhcp/_codec.pyx", "src/fastdhcp/_rawsock.pyx", "src/fastdhcp/_wire.pxd",
+        "src/fastdhcp/_csock.pxd",
         "src/fastdhcp/_codec.pyi", "src/fastdhcp/_rawsock.pyi", "src/fastdhcp/py.typed",
         "src/fastdhcp/_codec_py.py", "src/fastdhcp/_rawsock_py.py", "src/fastdhcp/ipam/http.py",
         "packaging/plugin/config.json", "packaging/systemd/fastdhcp.service",

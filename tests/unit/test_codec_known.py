@@ -11,10 +11,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from option_encoders import encode_classless_routes, encode_relay_agent_info
 from scapy.layers.dhcp import BOOTP, DHCP
 
 from fastdhcp.errors import EncodeError
-from fastdhcp.options import encode_classless_routes, encode_relay_agent_info
 from fastdhcp.spec import MessageType
 
 MAC = bytes.fromhex("020000abcdef")

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from option_encoders import encode_classless_routes, encode_relay_agent_info
 
 from fastdhcp import options as opts
 from fastdhcp.errors import DecodeError, EncodeError
@@ -299,7 +300,7 @@ ROUTE_SETS = [
 
 @pytest.mark.parametrize("routes", ROUTE_SETS)
 def test_classless_routes_round_trip(codec: ModuleType, routes: list[Any]) -> None:
-    raw = opts.encode_classless_routes(routes)
+    raw = encode_classless_routes(routes)
     assert opts.parse_classless_routes(121, raw) == tuple(routes)
     msg = codec.decode(codec.encode(codec.Message(options={121: raw})))
     assert msg.classless_static_routes == tuple(routes)
@@ -307,7 +308,7 @@ def test_classless_routes_round_trip(codec: ModuleType, routes: list[Any]) -> No
 
 def test_classless_routes_encoding_is_rfc_3442_compact() -> None:
     # RFC 3442 §3: only ceil(width / 8) destination octets go on the wire.
-    raw = opts.encode_classless_routes(
+    raw = encode_classless_routes(
         [
             (IPv4Network("10.0.0.0/8"), A("192.0.2.1")),
             (IPv4Network("10.128.0.0/9"), A("192.0.2.2")),
@@ -325,7 +326,7 @@ SUB_OPTION_SETS = [
 
 @pytest.mark.parametrize("subs", SUB_OPTION_SETS)
 def test_relay_agent_info_round_trip(codec: ModuleType, subs: list[tuple[int, bytes]]) -> None:
-    raw = opts.encode_relay_agent_info(subs)
+    raw = encode_relay_agent_info(subs)
     assert opts.parse_relay_agent_info(82, raw) == tuple(subs)
     msg = codec.decode(codec.encode(codec.Message(options={82: raw})))
     assert msg.relay_agent_info == tuple(subs)
@@ -334,7 +335,7 @@ def test_relay_agent_info_round_trip(codec: ModuleType, subs: list[tuple[int, by
 @pytest.mark.parametrize("subs", [[(256, b"x")], [(-1, b"x")], [(1, b"x" * 256)]])
 def test_relay_agent_info_encoder_rejects_what_does_not_fit(subs: list[Any]) -> None:
     with pytest.raises(EncodeError):
-        opts.encode_relay_agent_info(subs)
+        encode_relay_agent_info(subs)
 
 
 @pytest.mark.parametrize("code,accessor", [(12, "host_name"), (15, "domain_name"), (56, "message")])

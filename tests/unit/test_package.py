@@ -114,3 +114,18 @@ def test_compiled_module_matches_its_stub() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_both_packet_sockets_batch_as_many_frames_as_the_c_helper() -> None:
+    # FD_MAX_BATCH in csrc/rawsock.h sizes the compiled socket's stack arrays;
+    # the pure-Python socket and the outbox (through rawsock.MAX_BATCH) agree.
+    from fastdhcp import _rawsock_py, outbox, rawsock
+
+    header = (ROOT / "csrc" / "rawsock.h").read_text()
+    defined = int(header.split("#define FD_MAX_BATCH", 1)[1].split()[0])
+    assert _rawsock_py.MAX_BATCH == defined
+    assert outbox.MAX_BATCH == rawsock.MAX_BATCH == defined
+    if rawsock.IMPLEMENTATION == "cython":
+        from fastdhcp import _rawsock
+
+        assert _rawsock.MAX_BATCH == defined
