@@ -9,6 +9,13 @@ from typing import Any
 
 from .spec import INFINITE_LEASE, T1_FACTOR, T2_FACTOR
 
+# A lease's phases in order (RFC 2131 §4.4.5), each lasting until bound_at plus
+# the Lease field (and the store's column) it names; after the last, "expired".
+# An infinite lease is always "bound". Lease.phase and Store.lease_counts (SQL,
+# for metrics scrapes of 100k leases) both read them from here.
+LEASE_PHASES = (("bound", "t1"), ("renewing", "t2"), ("rebinding", "lease_time"))
+EXPIRED = "expired"
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -60,6 +67,15 @@ class Lease:
     def network(self) -> IPv4Network | None:
         iface = self.interface
         return None if iface is None else iface.network
+
+    def phase(self, now: float) -> str:
+        """Where the lease stands at ``now``: one of LEASE_PHASES, or EXPIRED."""
+        if self.infinite:
+            return LEASE_PHASES[0][0]
+        for name, field in LEASE_PHASES:
+            if now < self.bound_at + getattr(self, field):
+                return name
+        return EXPIRED
 
     def replace(self, **changes: Any) -> Lease:
         return dataclasses.replace(self, **changes)

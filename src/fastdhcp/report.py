@@ -20,7 +20,6 @@ from .store import PendingRequest, Store
 __all__ = [
     "STATES",
     "daemon_status",
-    "lease_state",
     "lease_table",
     "leases_report",
     "status_report",
@@ -31,19 +30,6 @@ __all__ = [
 STATES = ("requesting", "bound", "renewing", "rebinding", "expired")
 
 
-def lease_state(lease: Lease, now: float) -> str:
-    renew_at, rebind_at, expires_at = lease.renew_at, lease.rebind_at, lease.expires_at
-    if renew_at is None or rebind_at is None or expires_at is None:
-        return "bound"  # infinite: never renewed
-    if now < renew_at:
-        return "bound"
-    if now < rebind_at:
-        return "renewing"
-    if now < expires_at:
-        return "rebinding"
-    return "expired"
-
-
 def _lease_row(pool_id: str, lease: Lease, now: float) -> dict[str, Any]:
     expires_at = lease.expires_at
     return {
@@ -52,7 +38,7 @@ def _lease_row(pool_id: str, lease: Lease, now: float) -> dict[str, Any]:
         "mac": lease.mac.hex(":"),
         "client_id": None if lease.client_id is None else lease.client_id.hex(":"),
         "server": str(lease.server_id),
-        "state": lease_state(lease, now),
+        "state": lease.phase(now),
         "expires_at": expires_at,
         "expires_in": None if expires_at is None else round(expires_at - now, 1),
     }

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, Self
 
 from .errors import StoreError
-from .lease import Lease
+from .lease import EXPIRED, LEASE_PHASES, Lease
 from .spec import INFINITE_LEASE
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "PendingRequest", "PoolRecord", "Store"]
 
 DB_NAME = "leases.sqlite3"
-SCHEMA_VERSION = 3  # PRAGMA user_version of the schema below
+SCHEMA_VERSION = 4  # PRAGMA user_version of the schema below
 BUSY_TIMEOUT_MS = 5000  # WAL readers never block the writer; a second writer or a WAL recovery may
 
 # MIGRATIONS[n] takes a store from user_version n - 1 to n, in one transaction.
@@ -102,6 +102,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (pool_id, endpoint)
         )""",
     ),
+    4: (
+        # A lease's phase follows from its times and the clock (Lease.phase); the
+        # column written 'bound' on every row was never read.
+        "ALTER TABLE leases DROP COLUMN state",
+    ),
 }
 
 LEASE_COLUMNS = (
@@ -122,7 +127,6 @@ LEASE_COLUMNS = (
     "t1",
     "t2",
     "bound_at",
-    "state",
 )
 SQL_SELECT_LEASES = f"SELECT {', '.join(LEASE_COLUMNS)} FROM leases"
 # A renewal rewrites the row of its address in place, all but address, pool_id and
@@ -133,6 +137,12 @@ SQL_UPSERT_LEASE = (
     f" VALUES ({', '.join(':' + column for column in LEASE_COLUMNS)})"
     " ON CONFLICT (address) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in LEASE_COLUMNS[3:])
+)
+_FIRST_PHASE = LEASE_PHASES[0][0]
+SQL_COUNT_PHASES = (
+    f"SELECT pool_id, CASE WHEN lease_time = :infinite THEN '{_FIRST_PHASE}'"
+    + "".join(f" WHEN :now < bound_at + {field} THEN '{name}'" for name, field in LEASE_PHASES)
+    + f" ELSE '{EXPIRED}' END AS phase, count(*) FROM leases GROUP BY pool_id, phase"
 )
 SQL_SELECT_POOLS = "SELECT pool_id, interface, subnet, gateway, options, created_at FROM pools"
 SQL_INSERT_POOL = (
@@ -409,17 +419,10 @@ class Store:
 
     def lease_counts(self, now: float) -> dict[tuple[str, str], int]:
         """(pool, state) -> leases, in one grouped query, for metrics scrapes. The
-        states are report.lease_state's, worked out here in SQL: bound until T1,
-        renewing until T2, rebinding until expiry, then expired. (Named "phase"
-        in the query: the table's own ``state`` column would win a GROUP BY.)"""
-        rows = self._read(
-            "SELECT pool_id, CASE"
-            " WHEN lease_time = :infinite OR :now < bound_at + t1 THEN 'bound'"
-            " WHEN :now < bound_at + t2 THEN 'renewing'"
-            " WHEN :now < bound_at + lease_time THEN 'rebinding'"
-            " ELSE 'expired' END AS phase, count(*) FROM leases GROUP BY pool_id, phase",
-            {"infinite": INFINITE_LEASE, "now": now},
-        )
+        states are Lease.phase's, from the same table (lease.LEASE_PHASES), in SQL
+        so that a scrape of 100k leases builds no Lease; and "requesting" for the
+        pending requests."""
+        rows = self._read(SQL_COUNT_PHASES, {"infinite": INFINITE_LEASE, "now": now})
         counts = {(pool_id, state): count for pool_id, state, count in rows}
         for pool_id, count in self._read(
             "SELECT pool_id, count(*) FROM pending_requests GROUP BY pool_id"
@@ -750,7 +753,6 @@ def _lease_params(pool_id: str, lease: Lease) -> dict[str, Any]:
         "t1": lease.t1,
         "t2": lease.t2,
         "bound_at": lease.bound_at,
-        "state": "bound",
     }
 
 

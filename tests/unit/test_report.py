@@ -16,7 +16,7 @@ from fastdhcp.daemon import claim_socket
 from fastdhcp.ipam.driver import Driver
 from fastdhcp.ipam.http import make_app
 from fastdhcp.lease import Lease
-from fastdhcp.report import daemon_status, lease_state, lease_table, leases_report
+from fastdhcp.report import daemon_status, lease_table, leases_report
 from fastdhcp.spec import INFINITE_LEASE
 from fastdhcp.store import PendingRequest, PoolRecord, Store
 
@@ -48,12 +48,22 @@ def lease(address: str = "10.0.0.5", mac: bytes = MAC, lease_time: int = 100) ->
     [(0, "bound"), (49.9, "bound"), (50, "renewing"), (87.4, "renewing"), (87.5, "rebinding"),
      (99.9, "rebinding"), (100, "expired")],
 )  # fmt: skip
-def test_the_state_follows_t1_t2_and_expiry(after: float, state: str) -> None:
-    assert lease_state(lease(), BOUND_AT + after) == state
+def test_the_state_follows_t1_t2_and_expiry(after: float, state: str, tmp_path: Path) -> None:
+    assert lease().phase(BOUND_AT + after) == state
+    # The store's SQL for metrics counts from the same table (LEASE_PHASES).
+    with Store.open(tmp_path) as store:
+        store.add_pool(PoolRecord("pool-1", "eth0", "10.0.0.0/24"))
+        store.put_lease("pool-1", lease())
+        assert store.lease_counts(BOUND_AT + after) == {("pool-1", state): 1}
 
 
-def test_an_infinite_lease_is_always_bound() -> None:
-    assert lease_state(lease(lease_time=INFINITE_LEASE), BOUND_AT + 1e9) == "bound"
+def test_an_infinite_lease_is_always_bound(tmp_path: Path) -> None:
+    infinite = lease(lease_time=INFINITE_LEASE)
+    assert infinite.phase(BOUND_AT + 1e9) == "bound"
+    with Store.open(tmp_path) as store:
+        store.add_pool(PoolRecord("pool-1", "eth0", "10.0.0.0/24"))
+        store.put_lease("pool-1", infinite)
+        assert store.lease_counts(BOUND_AT + 1e9) == {("pool-1", "bound"): 1}
 
 
 @pytest.fixture

@@ -24,7 +24,15 @@ import fastdhcp.store as store_module
 from fastdhcp.errors import FastDHCPError, StoreError
 from fastdhcp.lease import Lease
 from fastdhcp.spec import INFINITE_LEASE
-from fastdhcp.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, PendingRequest, PoolRecord, Store
+from fastdhcp.store import (
+    DB_NAME,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    PendingRequest,
+    PoolRecord,
+    Store,
+    _lease_params,
+)
 
 MAC_A = bytes.fromhex("02000000000a")
 MAC_B = bytes.fromhex("02000000000b")
@@ -292,11 +300,18 @@ def test_a_store_of_schema_1_is_upgraded_with_its_leases(state: Path) -> None:
     for statement in MIGRATIONS[1]:
         conn.execute(statement)
     conn.execute("INSERT INTO pools VALUES ('pool-1', 'eth0', '10.0.0.0/16', NULL, '{}', 1.0)")
+    held = lease(mac=MAC_B, address="10.0.0.9")
+    columns = {**_lease_params("pool-1", held), "state": "bound"}  # schema 1's row
+    conn.execute(
+        f"INSERT INTO leases ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        tuple(columns.values()),
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with Store.open(state) as upgraded:
         assert [pool.pool_id for pool in upgraded.pools()] == ["pool-1"]
+        assert upgraded.leases() == [("pool-1", held)]  # migration 4 kept it
         upgraded.put_pending(pending())
         assert len(upgraded.pending()) == 1
         # Migration 3: the endpoint names' addresses, empty until Docker 29 names one.
@@ -304,7 +319,9 @@ def test_a_store_of_schema_1_is_upgraded_with_its_leases(state: Path) -> None:
         upgraded.put_lease("pool-1", lease(), endpoint="web1")
         assert upgraded.endpoint_addresses() == {("pool-1", "web1"): lease().address}
     conn = sqlite3.connect(state / DB_NAME)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    # Migration 4: the never-read state column is gone.
+    assert "state" not in {row[1] for row in conn.execute("PRAGMA table_info(leases)")}
     conn.close()
 
 
