@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
 from .book import Book, Pool
-from .conflict import ArpProber, Conflict
+from .conflict import ArpProber, Conflict, ProberStats
 from .engine import Engine
 from .errors import (
     AddressRefusedError,
@@ -287,6 +287,10 @@ class Acquirer:
         except (FastDHCPError, OSError) as exc:
             # The lease runs out on the server; we still never hand the address out.
             _log.warning("DHCPDECLINE of %s not sent (%s)", lease.address, exc)
+
+    def prober_stats(self) -> dict[str, ProberStats]:
+        """The ARP probers' counters by interface (metrics read them at scrape time)."""
+        return {ifname: prober.stats for ifname, prober in self.probers.items()}
 
     def _prober(self, ifname: str) -> ArpProber:
         prober = self.probers.get(ifname)

@@ -64,6 +64,8 @@ class Conflict:
 
 @dataclass
 class ProberStats:
+    """A prober's counters; metrics exports them as fastdhcp_arp_*."""
+
     frames_received: int = 0
     frames_sent: int = 0
     malformed: int = 0  # not a well-formed Ethernet/IPv4 ARP packet

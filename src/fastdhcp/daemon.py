@@ -186,7 +186,9 @@ async def _serve(
     # a grouped query over 100,000 leases must not hold what the loop reads with.
     scrape_store = Store.open(state_dir, readonly=True)
     driver = Driver(store, config)
-    METRICS.watch(lambda: scrape_store.lease_counts(time.time()), driver.engine_stats)
+    METRICS.watch(
+        lambda: scrape_store.lease_counts(time.time()), driver.engine_stats, driver.prober_stats
+    )
     await driver.start()  # renewals resume for every lease in the store
     metrics_runner = None if metrics is None else await start_metrics(*metrics)
     runner = web.AppRunner(make_app(driver), shutdown_timeout=DRAIN_SECONDS, access_log=None)

@@ -21,7 +21,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .engine import EngineStats
+from .conflict import ProberStats
+from .engine_config import EngineStats
 
 __all__ = ["CONTENT_TYPE", "LEASE_EVENTS", "METRICS", "Metrics"]
 
@@ -52,6 +53,16 @@ STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 LeaseCounts = Callable[[], Mapping[tuple[str, str], int]]
 EngineStatsByInterface = Callable[[], Mapping[str, EngineStats]]
+ProberStatsByInterface = Callable[[], Mapping[str, ProberStats]]
+
+_ARP = {  # ProberStats field -> (metric name after fastdhcp_arp_, help)
+    "frames_received": ("packets_received", "ARP frames the probers' filter passed"),
+    "frames_sent": ("packets_sent", "ARP probes sent (RFC 5227 §2.1.1)"),
+    "malformed": ("malformed", "ARP frames that were not well-formed Ethernet/IPv4 ARP"),
+    "unrelated": ("unrelated", "ARP frames about no address being probed"),
+    "conflicts": ("conflicts", "Addresses found in use by another host"),
+    "send_errors": ("send_errors", "ARP probes the kernel refused to send"),
+}
 
 _DROPPED = {  # EngineStats field -> reason label
     "malformed": "malformed",
@@ -107,11 +118,16 @@ class Metrics:
             child = self._event_children[event] = self.lease_events.labels(event)
         child.inc()
 
-    def watch(self, lease_counts: LeaseCounts, engine_stats: EngineStatsByInterface) -> None:
+    def watch(
+        self,
+        lease_counts: LeaseCounts,
+        engine_stats: EngineStatsByInterface,
+        prober_stats: ProberStatsByInterface = dict,
+    ) -> None:
         """Read the leases held and the packet counters at each scrape."""
         if self._collector is not None:
             self.registry.unregister(self._collector)
-        self._collector = _StateCollector(lease_counts, engine_stats)
+        self._collector = _StateCollector(lease_counts, engine_stats, prober_stats)
         self.registry.register(self._collector)
 
     def unwatch(self) -> None:
@@ -129,9 +145,15 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    def __init__(self, lease_counts: LeaseCounts, engine_stats: EngineStatsByInterface) -> None:
+    def __init__(
+        self,
+        lease_counts: LeaseCounts,
+        engine_stats: EngineStatsByInterface,
+        prober_stats: ProberStatsByInterface,
+    ) -> None:
         self._lease_counts = lease_counts
         self._engine_stats = engine_stats
+        self._prober_stats = prober_stats
 
     def describe(self) -> list[Metric]:
         return []  # collected on demand only: never at registration
@@ -170,6 +192,18 @@ class _StateCollector(Collector):
             families["send_errors"].add_metric([interface], stats.send_errors)
             for field, reason in _DROPPED.items():
                 families["dropped"].add_metric([interface, reason], getattr(stats, field))
+        yield from families.values()
+        yield from self._arp()
+
+    def _arp(self) -> Iterator[Metric]:
+        """conflict_check=arp's probers (RFC 5227), one per interface that probed."""
+        families = {
+            field: CounterMetricFamily(f"fastdhcp_arp_{name}", text, labels=["interface"])
+            for field, (name, text) in _ARP.items()
+        }
+        for interface, stats in sorted(self._prober_stats().items()):
+            for field, family in families.items():
+                family.add_metric([interface], getattr(stats, field))
         yield from families.values()
 
 

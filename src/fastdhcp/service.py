@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from . import iface
 from .acquire import Acquirer, Identity
 from .book import Book, Pool
-from .conflict import ArpProber
+from .conflict import ArpProber, ProberStats
 from .discovery import OverlapLoopGuard, discover
 from .engine import Engine, EngineConfig, EngineStats
 from .engines import EngineRegistry, OpenEngine
@@ -104,6 +104,9 @@ class LeaseService:
     def engine_stats(self) -> dict[str, EngineStats]:
         """Packet counters summed per interface (metrics read them at scrape time)."""
         return self._engines.stats()
+
+    def prober_stats(self) -> dict[str, ProberStats]:
+        return self.acquirer.prober_stats()
 
     @property
     def engines_open(self) -> int:

@@ -139,6 +139,9 @@ async def test_a_squatted_address_is_declined_and_another_leased(
     assert lan.server.declined == {FIRST}
     assert lan.arp.probed() == [FIRST] + [SECOND] * 3  # the reply cut FIRST's wait short
     assert lan.held_in_store() == [str(SECOND)]
+    # What a scrape shows as fastdhcp_arp_conflicts_total and ..._packets_sent_total.
+    (probing,) = lan.plugin.driver.prober_stats().values()
+    assert probing.conflicts == 1 and probing.frames_sent == 4
     warning = " ".join(record.getMessage() for record in caplog.records)
     assert f"address conflict: {FIRST} was leased to {MAC}" in warning
     assert SQUATTER_MAC.hex(":") in warning

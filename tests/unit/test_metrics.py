@@ -24,6 +24,7 @@ from test_daemon import post, stop, wait_for_socket
 from test_report import lease
 
 from fastdhcp import logs
+from fastdhcp.conflict import ProberStats
 from fastdhcp.daemon import SCRAPE_DRAIN_SECONDS, serve
 from fastdhcp.engine import EngineStats
 from fastdhcp.events import lease_event
@@ -110,6 +111,13 @@ def test_leases_and_packets_are_read_at_scrape_time(tmp_path: Path) -> None:
         )
     stats.frames_received += 1  # live: the next scrape sees it
     assert metrics.value("fastdhcp_packets_received_total", interface="eth0") == 8
+    metrics.unwatch()
+    # conflict_check=arp's probers, by interface.
+    arp = ProberStats(frames_received=9, frames_sent=6, malformed=1, unrelated=2, conflicts=3)
+    metrics.watch(dict, dict, lambda: {"eth0": arp})
+    for name, count in (("packets_received", 9), ("packets_sent", 6), ("malformed", 1),
+                        ("unrelated", 2), ("conflicts", 3), ("send_errors", 0)):  # fmt: skip
+        assert metrics.value(f"fastdhcp_arp_{name}_total", interface="eth0") == count
     metrics.unwatch()
     assert metrics.value("fastdhcp_leases", pool="pool-1", state="bound") == 0
     store.close()

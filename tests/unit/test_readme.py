@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastdhcp import cli
+from fastdhcp.conflict import ProberStats
 from fastdhcp.engine import EngineStats
 from fastdhcp.ipam import options as pool_options
 from fastdhcp.metrics import LEASE_EVENTS, Metrics
@@ -68,7 +69,11 @@ def test_every_ipam_opt_key_is_documented_and_no_other() -> None:
 
 def test_every_metric_listed_exists_and_every_metric_is_listed() -> None:
     metrics = Metrics()
-    metrics.watch(lambda: {("p", "bound"): 1}, lambda: {"eth0": EngineStats()})
+    metrics.watch(
+        lambda: {("p", "bound"): 1},
+        lambda: {"eth0": EngineStats()},
+        lambda: {"eth0": ProberStats()},
+    )
     types = re.findall(r"^# TYPE (\w+) ", metrics.exposition().decode(), re.MULTILINE)
     exposed = {name.removesuffix("_total") for name in types}
     section = README[README.index("**Metrics.**") : README.index("**Logs.**")]

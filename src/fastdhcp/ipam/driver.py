@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from ..book import Pool
-from ..conflict import ArpProber
+from ..conflict import ArpProber, ProberStats
 from ..engine import Engine, EngineConfig, EngineStats
 from ..errors import IpamError
 from ..lifecycle import LeaseKeeper
@@ -139,6 +139,9 @@ class Driver:
 
     def engine_stats(self) -> dict[str, EngineStats]:
         return self.service.engine_stats()
+
+    def prober_stats(self) -> dict[str, ProberStats]:
+        return self.service.prober_stats()
 
     @property
     def engines_open(self) -> int:
