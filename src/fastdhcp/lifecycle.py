@@ -260,34 +260,9 @@ class LeaseKeeper:
         self.track(renewed, first=False)
 
     def _retry(self, lease: Lease, now: float, *, started: float | None = None) -> None:
-        """RFC 2131 §4.4.5: wait half the time left before T2 (or, rebinding,
-        before expiry), at least the floor, and never past the next phase.
-
-        ``started``: when the failed attempt began. One that began in an earlier
-        phase than ``now`` is in (a RENEW that ran past T2, a REBIND that ran to
-        the expiry) was that phase's last: the next phase begins at once, not
-        half the time left in it later. A RENEW's timeout can reach past T2: it
-        is at least a second, and its deadline runs while it waits for one of
-        the engine's in-flight slots."""
-        expires, rebind_at = lease.expires_at, lease.rebind_at
-        if expires is None or rebind_at is None:
-            return
-        if started is not None and self._phase(lease, started) < self._phase(lease, now):
-            self._schedule(lease.address, now)
-            return
-        if now >= expires:  # lost: keep asking, at the floor's pace
-            self._schedule(lease.address, now + self.config.retry_floor)
-            return
-        boundary = rebind_at if now < rebind_at else expires
-        wait = max((boundary - now) / 2, self.config.retry_floor)
-        self._schedule(lease.address, min(now + wait, boundary))
-
-    @staticmethod
-    def _phase(lease: Lease, when: float) -> int:
-        """0 RENEWING (before T2), 1 REBINDING (before expiry), 2 expired."""
-        if lease.expires_at is not None and when >= lease.expires_at:
-            return 2
-        return 1 if lease.rebind_at is not None and when >= lease.rebind_at else 0
+        due = retry_at(lease, now, self.config.retry_floor, started=started)
+        if due is not None:
+            self._schedule(lease.address, due)
 
     async def _reacquire(self, engine: Engine, pool_id: str, lease: Lease, why: str) -> None:
         """INIT-REBOOT-like: ask again for the same address for the same MAC."""
@@ -337,3 +312,35 @@ class LeaseKeeper:
             await self.book.put_lease(pool_id, lease)
         except StoreError as exc:
             _log.error("cannot record the renewal of %s: %s", lease.address, exc)
+
+
+def retry_at(
+    lease: Lease, now: float, floor: float, *, started: float | None = None
+) -> float | None:
+    """When to try again after a failed attempt (None: an infinite lease needs
+    none). RFC 2131 §4.4.5: wait half the time left before T2 (or, rebinding,
+    before expiry), at least ``floor``, and never past the next phase.
+
+    ``started``: when the failed attempt began. One that began in an earlier
+    phase than ``now`` is in (a RENEW that ran past T2, a REBIND that ran to
+    the expiry) was that phase's last: the next phase begins at once, not
+    half the time left in it later. A RENEW's timeout can reach past T2: it
+    is at least a second, and its deadline runs while it waits for one of
+    the engine's in-flight slots."""
+    expires, rebind_at = lease.expires_at, lease.rebind_at
+    if expires is None or rebind_at is None:
+        return None
+    if started is not None and _attempt_phase(lease, started) < _attempt_phase(lease, now):
+        return now
+    if now >= expires:  # lost: keep asking, at the floor's pace
+        return now + floor
+    boundary = rebind_at if now < rebind_at else expires
+    return min(now + max((boundary - now) / 2, floor), boundary)
+
+
+def _attempt_phase(lease: Lease, when: float) -> int:
+    """0 RENEWING (before T2: a renewal may begin just before T1, jittered),
+    1 REBINDING (before expiry), 2 expired."""
+    if lease.expires_at is not None and when >= lease.expires_at:
+        return 2
+    return 1 if lease.rebind_at is not None and when >= lease.rebind_at else 0
