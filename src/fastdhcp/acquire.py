@@ -233,7 +233,7 @@ class Acquirer:
         if held is None or held[1].mac != request.mac:
             try:
                 engine = await self._engine_for(request.pool_id)
-                await engine.release(request.as_lease())
+                await engine.release(request)
                 lease_event(
                     "settled",
                     request.mac,

@@ -29,6 +29,7 @@ from .errors import ProtocolError
 from .exchange import Exchange, State
 from .lease import Lease
 from .outbox import Outbox
+from .outgoing import Held
 from .replies import Offer
 from .runner import ExchangeRunner, new_xid
 from .transport import Transport
@@ -169,13 +170,13 @@ class Engine:
         configured ``server_id`` when it is set)."""
         return await self._extend(State.REBINDING, lease, timeout)
 
-    async def release(self, lease: Lease) -> None:
+    async def release(self, lease: Held) -> None:
         """RELEASE (RFC 2131 §4.4.6), unicast to the lease's server; no answer
         comes. Returns once the frame is sent; raises its send error."""
         self._check_open()
         await self._outbox.put_and_wait(outgoing.release_frame(lease, new_xid()))
 
-    async def decline(self, lease: Lease) -> None:
+    async def decline(self, lease: Held) -> None:
         """DECLINE (RFC 2131 §4.4.4), broadcast: the address is in use by someone else."""
         self._check_open()
         await self._outbox.put_and_wait(outgoing.decline_frame(lease, new_xid()))

@@ -10,18 +10,34 @@ someone else, so the client must not send from it.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import Protocol
 
 from . import codec, messages
 from .engine_config import EngineConfig
 from .exchange import Exchange, State
-from .lease import Lease
 from .spec import MessageType
 
-__all__ = ["ETHERNET_MTU", "check_fits", "decline_frame", "frame_for", "release_frame"]
+__all__ = ["ETHERNET_MTU", "Held", "check_fits", "decline_frame", "frame_for", "release_frame"]
 
 ETHERNET_MTU = 1500
 # IPv4 and UDP headers: an IP packet is this much longer than its BOOTP message.
 _IP_UDP_OVERHEAD = 20 + 8
+
+
+class Held(Protocol):
+    """What a RELEASE or DECLINE names (RFC 2131 §4.4.4, §4.4.6, table 5): a
+    Lease, or a pending request (store.PendingRequest) that never became one."""
+
+    @property
+    def mac(self) -> bytes: ...
+    @property
+    def address(self) -> IPv4Address: ...
+    @property
+    def server_id(self) -> IPv4Address: ...
+    @property
+    def server_mac(self) -> bytes: ...
+    @property
+    def client_id(self) -> bytes | None: ...
 
 
 def frame_for(exchange: Exchange, config: EngineConfig, secs: int) -> tuple[bytes, MessageType]:
@@ -62,7 +78,7 @@ def frame_for(exchange: Exchange, config: EngineConfig, secs: int) -> tuple[byte
     return codec.build_frame(message, src_mac=mac, src_ip=lease.address), MessageType.REQUEST
 
 
-def release_frame(lease: Lease, xid: int) -> bytes:
+def release_frame(lease: Held, xid: int) -> bytes:
     """DHCPRELEASE (RFC 2131 §4.4.6), unicast to the lease's server."""
     message = messages.release(
         xid=xid, mac=lease.mac, address=lease.address, server=lease.server_id,
@@ -71,7 +87,7 @@ def release_frame(lease: Lease, xid: int) -> bytes:
     return _to_server(message, lease)
 
 
-def decline_frame(lease: Lease, xid: int) -> bytes:
+def decline_frame(lease: Held, xid: int) -> bytes:
     """DHCPDECLINE (RFC 2131 §4.4.4), broadcast from no address."""
     message = messages.decline(
         xid=xid, mac=lease.mac, address=lease.address, server=lease.server_id,
@@ -98,7 +114,7 @@ def check_fits(exchange: Exchange, config: EngineConfig, mtu: int, ifname: str) 
         )
 
 
-def _to_server(message: codec.Message, lease: Lease) -> bytes:
+def _to_server(message: codec.Message, lease: Held) -> bytes:
     """Unicast from the lease's address to its server (or the relay that
     answered for it: ``server_mac`` is the frame's sender)."""
     return codec.build_frame(

@@ -185,25 +185,6 @@ class PendingRequest:
     client_id: bytes | None = None
     requested_at: float = field(default_factory=time.time)
 
-    def as_lease(self) -> Lease:
-        """What a RELEASE of it needs (RFC 2131 §4.4.6: ciaddr, server id, client
-        id), in the shape Engine.release takes; the rest is never read."""
-        return Lease(
-            mac=self.mac,
-            address=self.address,
-            prefix_len=None,
-            router=None,
-            dns=(),
-            domain=None,
-            server_id=self.server_id,
-            server_mac=self.server_mac,
-            lease_time=0,
-            t1=0.0,
-            t2=0.0,
-            bound_at=self.requested_at,
-            client_id=self.client_id,
-        )
-
 
 class Store(Database):
     """Pools and leases in ``<state_dir>/leases.sqlite3``. Create it with

@@ -21,9 +21,10 @@ import pytest
 
 import fastdhcp
 import fastdhcp.store as store_module
+from fastdhcp import codec, outgoing
 from fastdhcp.errors import FastDHCPError, StoreError
 from fastdhcp.lease import Lease
-from fastdhcp.spec import INFINITE_LEASE
+from fastdhcp.spec import INFINITE_LEASE, MessageType, Option
 from fastdhcp.store import (
     DB_NAME,
     MIGRATIONS,
@@ -275,15 +276,15 @@ def test_a_new_offer_replaces_the_pending_request_of_its_mac(store: Store) -> No
     assert [request.address for request in store.pending()] == [IPv4Address("10.0.0.9")]
 
 
-def test_a_pending_request_becomes_what_a_release_needs(store: Store) -> None:
-    as_lease = pending().as_lease()
-    assert (as_lease.mac, as_lease.address, as_lease.server_id, as_lease.server_mac) == (
-        MAC_A,
-        IPv4Address("10.0.0.5"),
-        IPv4Address("10.0.0.2"),
-        SERVER_MAC,
-    )
-    assert as_lease.client_id == b"\x01" + MAC_A
+def test_a_pending_request_is_released_with_what_it_recorded() -> None:
+    # RFC 2131 §4.4.6 (table 5): ciaddr, option 54 and option 61, unicast to the
+    # server that was asked; a pending request carries them (outgoing.Held).
+    frame = codec.decode_frame(outgoing.release_frame(pending(), xid=7))
+    release = frame.message
+    assert release.message_type == MessageType.RELEASE and release.chaddr == MAC_A
+    assert release.ciaddr == IPv4Address("10.0.0.5") and frame.dst_mac == SERVER_MAC
+    assert release.server_id == IPv4Address("10.0.0.2")
+    assert release.options[Option.CLIENT_ID] == b"\x01" + MAC_A
 
 
 def test_remove_pool_refuses_while_an_acquisition_is_in_progress(store: Store) -> None:
