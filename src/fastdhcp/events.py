@@ -12,7 +12,7 @@ import logging
 from ipaddress import IPv4Address
 from typing import Any
 
-from .metrics import LEASE_EVENTS, METRICS
+from .metrics import LEASE_EVENTS, METRICS, LeaseEvent
 
 __all__ = ["lease_event"]
 
@@ -31,7 +31,7 @@ _LEVELS = {
 
 
 def lease_event(
-    event: str,
+    event: LeaseEvent,
     mac: bytes,
     address: IPv4Address | str | None,
     server: IPv4Address | str | None,

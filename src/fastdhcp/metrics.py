@@ -9,7 +9,7 @@ query on the store, and the packet counters from each engine's EngineStats.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from .conflict import ProberStats
 from .engine_config import EngineStats
 
-__all__ = ["CONTENT_TYPE", "LEASE_EVENTS", "METRICS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LEASE_EVENTS", "METRICS", "LeaseEvent", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -32,7 +32,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Every event a lease can go through; each is one line in the log and one count.
-LEASE_EVENTS = (
+# A Literal, so that mypy refuses a misspelt event where events.lease_event is called.
+LeaseEvent = Literal[
     "acquired",  # DHCPACK for a container's first address
     "released",  # DHCPRELEASE sent (Docker's ReleaseAddress, or by hand)
     "renewed",  # RENEWING: the lease's server extended it (RFC 2131 §4.4.5)
@@ -45,7 +46,8 @@ LEASE_EVENTS = (
     "address_changed",  # the server would give only another address
     "lost",  # no server leases the address the container holds
     "settled",  # an acquisition cut short was released at start-up
-)
+]
+LEASE_EVENTS: tuple[LeaseEvent, ...] = get_args(LeaseEvent)
 
 # Exchanges take milliseconds on a LAN; RFC 2131 retransmissions add 4, 8, 16 s.
 EXCHANGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
