@@ -34,103 +34,43 @@ Docker macvlan container looks like to the server.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import functools
 import ipaddress
 import json
-import logging
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import struct
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-LOG = logging.getLogger("fastdhcp.lab")
-# Commands are logged at DEBUG; without this they would be filtered before
-# reaching pytest's log capture (the root logger defaults to WARNING).
-LOG.setLevel(logging.DEBUG)
+from labprocess import (  # noqa: F401  (DEFAULT_TIMEOUT, have_binary: for lab.* users)
+    DEFAULT_TIMEOUT,
+    LOG,
+    LabError,
+    LabProcess,
+    at_exit,
+    have_binary,
+    mkdtemp,
+    pid_alive,
+    rmtree,
+    run,
+    wait_for,
+)
 
 PREFIX = "fdt"
 STATE_DIR = Path("/run/fastdhcp-lab")
-DEFAULT_TIMEOUT = 20.0
-
-T = TypeVar("T")
-
-
-class LabError(RuntimeError):
-    """A lab step failed; the message carries the command output or log tail."""
 
 
 # --------------------------------------------------------------------------
 # commands
-
-
-def run(
-    *cmd: str | os.PathLike[str],
-    netns: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    check: bool = True,
-    input: str | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run a command (optionally inside ``netns``), logged, with a timeout.
-
-    Raises :class:`LabError` with stdout/stderr when ``check`` and it fails, so a
-    failing fixture says *why* instead of just "exit status 1".
-    """
-    argv = _ns_argv(netns, cmd)
-    LOG.debug("run: %s", " ".join(argv))
-    try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from exc
-    if proc.returncode and check:
-        raise LabError(
-            f"exit {proc.returncode}: {' '.join(argv)}\n"
-            f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}"
-        )
-    return proc
-
-
-def _ns_argv(netns: str | None, cmd: Sequence[str | os.PathLike[str]]) -> list[str]:
-    argv = [os.fspath(c) for c in cmd]
-    return ["ip", "netns", "exec", netns, *argv] if netns else argv
-
-
-def wait_for(
-    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def have_binary(name: str) -> bool:
-    return shutil.which(name) is not None
 
 
 def _write_sysctl(netns: str | None, key: str, value: str) -> None:
@@ -180,30 +120,6 @@ def _kill_netns_processes(netns: str) -> None:
 
 
 _LIVE_SEGMENTS: set[Segment] = set()
-_LIVE_PROCS: set[subprocess.Popen[bytes]] = set()
-_OWN_TMPDIRS: set[Path] = set()
-
-
-def _mkdtemp(prefix: str) -> Path:
-    """A temporary directory that the atexit safety net removes if nobody did."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    _OWN_TMPDIRS.add(path)
-    return path
-
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    _OWN_TMPDIRS.discard(path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _owner_alive(token: str) -> bool:
@@ -211,7 +127,7 @@ def _owner_alive(token: str) -> bool:
         pid = int((STATE_DIR / token).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 # Exactly the names Segment makes: fdt + token + (s<i> | c<i> | p<i> | hub | up | br)?.
@@ -263,19 +179,15 @@ def lab_leftovers(token: str) -> list[str]:
     ]
 
 
-@atexit.register
-def _atexit_cleanup() -> None:
-    """Safety net: a test run that dies between setup and teardown (KeyboardInterrupt,
-    an exception in a fixture) still leaves no daemon, namespace or link behind."""
-    for proc in list(_LIVE_PROCS):
-        with contextlib.suppress(Exception):
-            proc.kill()
-            proc.wait(5)
+def _close_live_segments() -> None:
+    """The safety net's part for namespaces (see labprocess.at_exit): after the
+    processes are killed, before the temporary directories go."""
     for seg in list(_LIVE_SEGMENTS):
         with contextlib.suppress(Exception):
             seg.close()
-    for path in list(_OWN_TMPDIRS):
-        _rmtree(path)
+
+
+at_exit(_close_live_segments)
 
 
 # --------------------------------------------------------------------------
@@ -663,9 +575,9 @@ def kea_active_leases(rows: Iterable[dict[str, str]]) -> list[Lease]:
 # daemons
 
 
-class _Daemon:
+class _Daemon(LabProcess):
     """A server process in a segment's server namespace with its output in a log
-    file. Subclasses fill in argv, readiness and lease parsing."""
+    file in its workdir. Subclasses fill in argv, readiness and lease parsing."""
 
     name = "daemon"
     binary = ""
@@ -680,113 +592,23 @@ class _Daemon:
         self.segment = segment
         self.server = server or segment.servers[0]
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else _mkdtemp(f"fdt-{self.name}-")
+        self.workdir = Path(workdir) if workdir else mkdtemp(f"fdt-{self.name}-")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_file = self.workdir / f"{self.name}.out"
+        super().__init__(self.workdir / f"{self.name}.out", netns=self.server.netns)
         self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.name
 
     @property
     def server_ip(self) -> str:
         return self.server.ip
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    def env(self) -> dict[str, str] | None:
-        return None
-
-    def _prepare(self) -> None:
-        """Write config files etc. before each start."""
-
-    def _ready(self) -> bool:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._prepare()
-        argv = _ns_argv(self.server.netns, self.argv())
-        LOG.debug("start %s: %s", self.name, " ".join(argv))
-        with open(self.log_file, "ab") as out:
-            out.write(f"--- start {' '.join(argv)}\n".encode())
-            out.flush()
-            # `ip netns exec` execs the daemon, so proc.pid is the daemon's pid.
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env()
-            )
-        _LIVE_PROCS.add(self.proc)
-
-        def ready() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                code = self.proc.returncode if self.proc else None
-                raise LabError(f"{self.name} exited with {code} before it was ready")
-            return self._ready()
-
-        try:
-            wait_for(ready, self.ready_timeout, f"{self.name} to be ready")
-        except LabError as exc:
-            # the one place a start failure is reported: add the log tail once
-            self.kill()
-            raise self.error(str(exc)) from None
-        LOG.debug("%s ready (pid %s)", self.name, self.pid)
-
-    def _signal_and_wait(self, sig: int, timeout: float) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            LOG.debug("%s: signal %d to pid %d", self.name, sig, proc.pid)
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                _LIVE_PROCS.discard(proc)
-                raise self.error(f"{self.name} ignored signal {sig} for {timeout}s") from None
-        _LIVE_PROCS.discard(proc)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Graceful stop (SIGTERM); returns the exit status."""
-        self._signal_and_wait(signal.SIGTERM, timeout)
-        return self.proc.returncode if self.proc else None
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes without a goodbye (failover tests)."""
-        self._signal_and_wait(signal.SIGKILL, 5.0)
-
     def close(self) -> None:
         self.stop()
         if self._own_workdir:
-            _rmtree(self.workdir)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def error(self, msg: str) -> LabError:
-        return LabError(f"{msg}\n--- {self.name} log tail ({self.workdir}):\n{self.log_tail()}")
+            rmtree(self.workdir)
 
     def leases(self) -> list[Lease]:
         raise NotImplementedError
@@ -920,7 +742,7 @@ class Kea(_Daemon):
         self.control_socket: Path | None = None
         if control_socket:
             # sun_path is 108 bytes: keep the socket in a short directory.
-            self._sockdir = _mkdtemp("fdtk-")
+            self._sockdir = mkdtemp("fdtk-")
             self.control_socket = self._sockdir / "ctrl.sock"
         routers = routers or self.server.ip
         dns_servers = dns_servers or self.server.ip
@@ -972,7 +794,7 @@ class Kea(_Daemon):
     def argv(self) -> list[str]:
         return [self.binary, "-c", str(self.config_file)]
 
-    def env(self) -> dict[str, str]:
+    def spawn_env(self) -> dict[str, str]:
         return {
             **os.environ,
             "KEA_PIDFILE_DIR": str(self.workdir),
@@ -1017,7 +839,7 @@ class Kea(_Daemon):
     def close(self) -> None:
         super().close()
         if self.control_socket:
-            _rmtree(self._sockdir)
+            rmtree(self._sockdir)
 
     def lease_rows(self) -> list[dict[str, str]]:
         """Every row of the memfile as written, oldest first (history view)."""
@@ -1136,7 +958,7 @@ printf 'event=%s ip=%s mask=%s serverid=%s lease=%s router=%s\\n' \
 """
 
 
-class Udhcpc:
+class Udhcpc(LabProcess):
     """busybox ``udhcpc`` in a client namespace (a macvlan on the segment's host
     end): the reference client docker-net-dhcp runs per container.
 
@@ -1147,6 +969,10 @@ class Udhcpc:
     The event hook configures the leased address inside the client namespace,
     because udhcpc sends RELEASE/RENEW from a UDP socket bound to it.
     """
+
+    label = "udhcpc"
+    mark_start = False  # once() rewrites the log with its own output
+    strict_stop = False  # the client is not under test: just SIGKILL a stuck one
 
     def __init__(
         self,
@@ -1164,13 +990,12 @@ class Udhcpc:
         self.broadcast = broadcast
         self.extra_args = list(extra_args)
         self.busybox = busybox
-        self.workdir = _mkdtemp("fdt-udhcpc-")
+        self.workdir = mkdtemp("fdt-udhcpc-")
         self.script = self.workdir / "hook.sh"
         self.script.write_text(_UDHCPC_SCRIPT)
         self.script.chmod(0o755)
         self.events_file = self.workdir / "events"
-        self.log_file = self.workdir / "udhcpc.out"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(self.workdir / "udhcpc.out", netns=self.client.netns)
 
     @property
     def mac(self) -> str:
@@ -1196,39 +1021,22 @@ class Udhcpc:
             args.append("-B")
         return args + self.extra_args + list(more)
 
-    def _env(self) -> dict[str, str]:
+    def spawn_env(self) -> dict[str, str]:
         return {**os.environ, "UDHCPC_EVENTS": str(self.events_file)}
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self.stop()
-        _rmtree(self.workdir)
+        rmtree(self.workdir)
 
     def _check_idle(self) -> None:
         # Two udhcpc on one interface would both run DORA with the same MAC.
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             raise LabError("udhcpc is already running on this client; stop() it first")
 
     def start(self) -> None:
-        """Run in the background (``with Udhcpc(...)`` does this)."""
+        """Run in the background (``with Udhcpc(...)`` does this); no wait."""
         self._check_idle()
-        argv = _ns_argv(self.client.netns, self.argv())
-        LOG.debug("start udhcpc: %s", " ".join(argv))
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self._env(),
-            )
-        _LIVE_PROCS.add(self.proc)
+        super().start()
 
     def once(self, timeout: float = 15.0) -> dict[str, str]:
         """``udhcpc -n -q``: get one lease and exit (releasing it if -R). Not
@@ -1239,7 +1047,7 @@ class Udhcpc:
             *self.argv("-n", "-q"),
             netns=self.client.netns,
             timeout=timeout,
-            env=self._env(),
+            env=self.spawn_env(),
             check=False,
         )
         self.log_file.write_text(proc.stdout + proc.stderr)
@@ -1267,26 +1075,9 @@ class Udhcpc:
         except LabError as exc:
             raise LabError(f"{exc}\n--- udhcpc log:\n{self.log_text()}") from None
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float | None = None) -> int | None:
         """SIGTERM; with ``-R`` udhcpc sends DHCPRELEASE before it exits."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        _LIVE_PROCS.discard(proc)
-        return proc.returncode
-
-    def log_text(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return super().stop(timeout)
 
 
 # perfdhcp's report (Kea 2.2), after a "Running: ..." banner:
