@@ -55,23 +55,6 @@ def require_binaries(who: str, *names: str) -> None:
         unavailable(f"{who} needs {', '.join(missing)} on PATH (apt-get install {' '.join(pkgs)})")
 
 
-class LogFile:
-    """What the report hook reads of a lab process that writes one log file,
-    ``self.log`` (tests/conftest.py: ``name``, ``log_file``, ``log_tail``)."""
-
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def log_file(self) -> Path:
-        return self.log
-
-    def log_tail(self, lines: int) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-
 def start_dhcp_server(
     who: str, kind: str, request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
 ) -> lab.Dnsmasq | lab.Kea:
