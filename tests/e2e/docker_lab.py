@@ -85,10 +85,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import engines
 import lab
+from labprocess import LabError, LabProcess, mkdtemp, pid_alive, rmtree
 
 LOG = logging.getLogger("fastdhcp.lab.docker")
 LOG.setLevel(logging.DEBUG)
@@ -110,26 +111,6 @@ _LIVE_PLUGINS: set[PluginProcess] = set()
 
 def _token() -> str:
     return secrets.token_hex(3)
-
-
-def _spawn(
-    argv: list[str], log_file: Path, *, env: dict[str, str] | None = None, mark: bool = True
-) -> subprocess.Popen[bytes]:
-    """A lab daemon, its output appended to ``log_file`` (after a ``--- start``
-    line, if ``mark``), in a session of its own: a Ctrl-C on pytest must not
-    race the orderly teardown."""
-    with open(log_file, "ab") as out:
-        if mark:
-            out.write(f"--- start {' '.join(argv)}\n".encode())
-            out.flush()
-        return subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
 
 
 def _docker_env(host: str, cli_config: Path) -> dict[str, str]:
@@ -244,21 +225,11 @@ def _proc_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # --------------------------------------------------------------------------
 # dockerd
 
 
-class Dockerd:
+class Dockerd(LabProcess):
     """A private dockerd and the docker CLI bound to it.
 
     ``with Dockerd() as d:`` starts it and waits until ``docker version``
@@ -278,7 +249,13 @@ class Dockerd:
     restarted dockerd finds its containers in it. Its log is
     ``containerd.log`` beside ``dockerd.log``. The engine's ``bin/`` comes
     first on the PATH of both (its shim, the system's runc).
+
+    The process part (spawn, readiness, stop, kill, the log) is
+    :class:`labprocess.LabProcess`'s; ``name`` is this daemon's ``fdt`` name.
     """
+
+    mark_start = True
+    new_session = True
 
     def __init__(
         self,
@@ -317,10 +294,9 @@ class Dockerd:
         self.containerd_sock = self.containerd_dir / "containerd.sock"
         log_dir = Path(log_dir) if log_dir else self.root
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_file = log_dir / "dockerd.log"
+        super().__init__(log_dir / "dockerd.log")
         self.containerd_log_file = log_dir / "containerd.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.containerd_proc: subprocess.Popen[bytes] | None = None
+        self.containerd = _Containerd(self)
         self.startup_seconds: list[float] = []  # one per start()
         self._names = 0
         self._closed = False
@@ -335,12 +311,8 @@ class Dockerd:
         return f"unix://{self.sock}"
 
     @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def label(self) -> str:  # type: ignore[override]
+        return f"dockerd {self.version}"
 
     def env(self) -> dict[str, str]:
         """Environment for a docker CLI talking to this daemon."""
@@ -358,17 +330,10 @@ class Dockerd:
 
     @property
     def containerd_running(self) -> bool:
-        return self.containerd_proc is not None and self.containerd_proc.poll() is None
+        return self.containerd.running
 
     def __repr__(self) -> str:
         return f"<Dockerd {self.version} {self.name} {self.host} pid={self.pid}>"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def argv(self) -> list[str]:
         return [
@@ -397,6 +362,9 @@ class Dockerd:
         # 27+ turns ip6tables on by default; 26 has the flag too.
         return ["--containerd", str(self.containerd_sock), "--ip6tables=false",
                 *self.engine.spec.dockerd_args]  # fmt: skip
+
+    def spawn_env(self) -> dict[str, str] | None:
+        return self._engine_env()
 
     def _engine_env(self) -> dict[str, str] | None:
         """dockerd's and containerd's environment: the engine's bin dir first on
@@ -432,51 +400,15 @@ class Dockerd:
             "",
         ])  # fmt: skip
 
-    def _start_containerd(self) -> None:
-        if self.containerd_running:
-            return
-        self.containerd_dir.mkdir(exist_ok=True)
-        config = self.containerd_dir / "containerd.toml"
-        config.write_text(self.containerd_config())
-        self.containerd_sock.unlink(missing_ok=True)  # a crashed one's
-        argv = [str(self.engine.containerd), "--config", str(config)]
-        LOG.debug("start containerd: %s", " ".join(argv))
-        self.containerd_proc = _spawn(argv, self.containerd_log_file, env=self._engine_env())
-
-        def ready() -> bool:
-            if not self.containerd_running:
-                code = self.containerd_proc.returncode if self.containerd_proc else None
-                raise lab.LabError(f"containerd exited with {code} before it listened")
-            return self.containerd_sock.exists() and _socket_listening(self.containerd_sock)
-
-        try:
-            lab.wait_for(ready, self.ready_timeout, f"containerd on {self.containerd_sock}")
-        except lab.LabError as exc:
-            self._stop_containerd()
-            raise self.error(str(exc)) from None
-
-    def _stop_containerd(self, timeout: float = 15.0) -> None:
-        """SIGTERM (after dockerd is gone: LAB.md), SIGKILL if it lingers."""
-        proc = self.containerd_proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            LOG.warning("containerd (pid %d) ignored SIGTERM for %ss: killed", proc.pid, timeout)
-            proc.kill()
-            proc.wait(5)
-
     # -- lifecycle
     def start(self) -> None:
         if self._closed:
-            raise lab.LabError(f"{self!r} was closed")
+            raise LabError(f"{self!r} was closed")
         if self.running:
             return
         self.cli_config.mkdir(exist_ok=True)
         if self.engine.spec.own_containerd:
-            self._start_containerd()
+            self.containerd.start()
         else:
             self._wait_old_containerd()
         # dockerd 20.10 writes its (unused) libtrust key to /etc/docker/key.json
@@ -484,30 +416,20 @@ class Dockerd:
         self.config_file.write_text(
             json.dumps({"deprecated-key-path": str(self.root / "key.json")}) + "\n"
         )
-        argv = self.argv()
-        LOG.debug("start dockerd: %s", " ".join(argv))
         t0 = time.monotonic()
-        self.proc = _spawn(argv, self.log_file, env=self._engine_env())
-
-        def ready() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                code = self.proc.returncode if self.proc else None
-                raise lab.LabError(f"dockerd exited with {code} before it answered")
-            return (
-                self.sock.exists()
-                and self.docker(
-                    "version", "--format", "{{.Server.Version}}", check=False
-                ).returncode
-                == 0
-            )
-
-        try:
-            lab.wait_for(ready, self.ready_timeout, f"dockerd to answer on {self.sock}", 0.05)
-        except lab.LabError as exc:
-            self.kill()
-            raise self.error(str(exc)) from None
+        super().start()
         self.startup_seconds.append(time.monotonic() - t0)
         LOG.debug("dockerd ready in %.2fs (pid %s)", self.startup_seconds[-1], self.pid)
+
+    def ready_what(self) -> str:
+        return f"dockerd to answer on {self.sock}"
+
+    def _ready(self) -> bool:
+        return (
+            self.sock.exists()
+            and self.docker("version", "--format", "{{.Server.Version}}", check=False).returncode
+            == 0
+        )
 
     def _wait_old_containerd(self, timeout: float = 15.0) -> None:
         """After a crash (:meth:`kill`), the managed containerd dies with dockerd
@@ -536,31 +458,16 @@ class Dockerd:
         while _proc_state(pid) == "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _signal_and_wait(self, sig: int, timeout: float) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            LOG.debug("dockerd: signal %d to pid %d", sig, proc.pid)
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                raise self.error(f"dockerd ignored signal {sig} for {timeout}s") from None
-        return proc.returncode
-
     def stop(self, timeout: float | None = None) -> int | None:
         """Graceful stop (SIGTERM; dockerd stops its containers and, on 20.10,
         its managed containerd first; an engine's own containerd stays up until
         :meth:`close`). Returns dockerd's exit status."""
-        return self._signal_and_wait(signal.SIGTERM, timeout or self.stop_timeout)
+        return super().stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL dockerd alone, as a crash would: containerd-shims and the
         containers keep running (:meth:`start` on the same root picks them up)."""
-        self._signal_and_wait(signal.SIGKILL, 5.0)
+        super().kill()
 
     def restart(self, graceful: bool = True) -> None:
         """Stop (or kill) and start again on the same data root: containers,
@@ -587,7 +494,7 @@ class Dockerd:
                 problems.append(str(exc))
         if self.running:
             self.kill()
-        self._stop_containerd()  # after dockerd, by pid (LAB.md)
+        self.containerd.stop()  # after dockerd, by pid (LAB.md)
         self._reap()
         left = self.leftovers()
         if not left:
@@ -666,31 +573,48 @@ class Dockerd:
         return proc
 
     # -- logs
-    def log_text(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def log_tail(self, lines: int = 60) -> str:
-        tail = "\n".join(self.log_text().splitlines()[-lines:])
+        tail = super().log_tail(lines)
         if self.engine.spec.own_containerd:
             tail += f"\n--- containerd log tail ({self.containerd_log_file}):\n"
-            tail += self.containerd_log_tail(lines // 3)
+            tail += self.containerd.log_tail(lines // 3)
         return tail
 
-    def containerd_log_tail(self, lines: int = 20) -> str:
-        """The tail of the engine's own containerd's log (26.1, 28.5, 29.7)."""
-        try:
-            text = self.containerd_log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
-    def error(self, msg: str) -> lab.LabError:
-        return lab.LabError(
-            f"{msg}\n--- dockerd {self.version} log tail ({self.log_file}):\n{self.log_tail(40)}"
-        )
+class _Containerd(LabProcess):
+    """The engine's own containerd (26.1, 28.5, 29.7) of a :class:`Dockerd`:
+    config and log beside dockerd's, the same environment."""
+
+    label = "containerd"
+    new_session = True
+    # Stopped after dockerd is gone (LAB.md); one that lingers past SIGTERM is
+    # just SIGKILLed: dockerd's teardown is what the tests judge.
+    strict_stop = False
+    stop_timeout = 15.0
+
+    def __init__(self, dockerd: Dockerd) -> None:
+        super().__init__(dockerd.containerd_log_file)
+        self.dockerd = dockerd
+        self.config = dockerd.containerd_dir / "containerd.toml"
+        self.ready_timeout = dockerd.ready_timeout
+
+    def argv(self) -> list[str]:
+        return [str(self.dockerd.engine.containerd), "--config", str(self.config)]
+
+    def spawn_env(self) -> dict[str, str] | None:
+        return self.dockerd._engine_env()
+
+    def _prepare(self) -> None:
+        self.dockerd.containerd_dir.mkdir(exist_ok=True)
+        self.config.write_text(self.dockerd.containerd_config())
+        self.dockerd.containerd_sock.unlink(missing_ok=True)  # a crashed one's
+
+    def ready_what(self) -> str:
+        return f"containerd on {self.dockerd.containerd_sock}"
+
+    def _ready(self) -> bool:
+        sock = self.dockerd.containerd_sock
+        return sock.exists() and _socket_listening(sock)
 
 
 def cleanup_stale() -> list[str]:
@@ -704,7 +628,7 @@ def cleanup_stale() -> list[str]:
             owner = int(pid_s)
         except (OSError, ValueError):
             continue  # not ours (or half-made by a live run): leave it
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         _kill_pids(processes_naming(f"{root}/"), f"stale {root}")
         _remove_cgroups(name)
@@ -892,7 +816,7 @@ def cleanup_stale_plugin_sockets() -> list[str]:
     return removed
 
 
-class PluginProcess:
+class PluginProcess(LabProcess):
     """A legacy (socket-file) Docker plugin run as a subprocess, serving
     ``/run/docker/plugins/<name>.sock``; ``name`` is unique per instance
     (``fdt<6 hex>ipam``), so dockerd's per-name cache of drivers and
@@ -903,73 +827,45 @@ class PluginProcess:
     """
 
     kind = "plugin"
+    mark_start = False
+    new_session = True
+    # One that outlives SIGTERM is SIGKILLed quietly: what the tests judge is
+    # dockerd's side of the plugin, not its shutdown.
+    strict_stop = False
 
     def __init__(self, workdir: str | Path | None = None, ready_timeout: float = 10.0) -> None:
         self.name = f"{lab.PREFIX}{_token()}ipam"
         self.socket = PLUGIN_DIR / f"{self.name}.sock"
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else lab._mkdtemp("fdt-plugin-")
+        self.workdir = Path(workdir) if workdir else mkdtemp("fdt-plugin-")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_file = self.workdir / f"{self.kind}.out"
+        super().__init__(self.workdir / f"{self.kind}.out")
         self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        raise NotImplementedError
 
     @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def label(self) -> str:  # type: ignore[override]
+        return self.kind
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> None:
-        if self.running:
-            return
+    def _prepare(self) -> None:
         PLUGIN_DIR.mkdir(parents=True, exist_ok=True)
-        argv = self.argv()
-        LOG.debug("start %s: %s", self.kind, " ".join(argv))
-        self.proc = _spawn(argv, self.log_file, mark=False)
         _LIVE_PLUGINS.add(self)
 
-        def ready() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                raise lab.LabError(f"{self.kind} exited before it listened:\n{self.log_tail()}")
-            return self.socket.exists() and _socket_listening(self.socket)
+    def ready_what(self) -> str:
+        return f"{self.kind} on {self.socket}"
 
-        lab.wait_for(ready, self.ready_timeout, f"{self.kind} on {self.socket}")
+    def _ready(self) -> bool:
+        return self.socket.exists() and _socket_listening(self.socket)
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    def stop(self, timeout: float | None = None) -> int | None:
+        code = super().stop(timeout)
         self.socket.unlink(missing_ok=True)
-        return proc.returncode if proc else None
+        return code
 
     def close(self) -> None:
         self.stop()
         _LIVE_PLUGINS.discard(self)
         if self._own_workdir:
-            lab._rmtree(self.workdir)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+            rmtree(self.workdir)
 
 
 class ProbePlugin(PluginProcess):

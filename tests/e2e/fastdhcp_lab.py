@@ -3,7 +3,6 @@ end-to-end test takes (a network, a container, its lease on the server)."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,11 +30,6 @@ class FastdhcpPlugin(docker_lab.PluginProcess):
             "--socket", str(self.socket), "--state-dir", str(self.state_dir),
             "--acquire-timeout", "15", *self.extra_args,
         ]  # fmt: skip
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
 
     def store_leases(self) -> dict[str, str]:
         """address -> MAC, as the plugin's store holds them."""
