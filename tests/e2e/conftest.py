@@ -41,10 +41,12 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
+import dhcp_servers
 import docker_lab
 import engines
-import lab
 import lab_pytest
+import labnet
+import labprocess
 from fastdhcp_lab import FastdhcpPlugin
 
 WHO = "the e2e lab"
@@ -64,16 +66,16 @@ def e2e_session() -> Iterator[None]:
     (segments, dockerd roots, plugin sockets whose owner is dead)."""
     lab_pytest.require_root(WHO, "dockerd, namespaces, veth")
     lab_pytest.require_binaries(WHO, "ip", "umount", "dockerd", "docker", "containerd", "runc")
-    lab.cleanup_stale()
+    labnet.cleanup_stale()
     docker_lab.cleanup_stale()
     yield
 
 
 @pytest.fixture
-def segment(e2e_session: None) -> Iterator[lab.Segment]:
+def segment(e2e_session: None) -> Iterator[labnet.Segment]:
     """A fresh one-server segment (tests/integration/lab.py): host_if in the
     root namespace, no address <-veth-> server_if (10.99.0.2/16) in ``netns``."""
-    with lab.Segment() as seg:
+    with labnet.Segment() as seg:
         yield seg
 
 
@@ -89,7 +91,7 @@ def plugins(e2e_session: None) -> Iterator[list[docker_lab.PluginProcess]]:
         except Exception as exc:  # noqa: BLE001 (close every plugin, then report)
             errors.append(f"{plugin.name}: {exc}")
     if errors:
-        raise lab.LabError(f"plugin teardown failed: {errors}")
+        raise labprocess.LabError(f"plugin teardown failed: {errors}")
 
 
 def require_engine(version: str) -> None:
@@ -170,6 +172,6 @@ def fastdhcp(
 
 
 @pytest.fixture
-def dnsmasq(segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Dnsmasq]:
-    with lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
+def dnsmasq(segment: labnet.Segment, tmp_path: Path) -> Iterator[dhcp_servers.Dnsmasq]:
+    with dhcp_servers.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
         yield server

@@ -2,12 +2,12 @@
 DHCP segments, a busybox image built offline, and IPAM plugins run as
 subprocesses on ``/run/docker/plugins``.
 
-Like ``tests/integration/lab.py`` (which it builds on: :func:`lab.run`,
-:func:`lab.wait_for`, :class:`lab.Segment`, :class:`lab.LabError`), a plain
-module usable from a REPL::
+Like the integration lab (which it builds on: ``py``'s
+:func:`run`, :func:`wait_for`, :class:`LabError` and :class:`LabProcess`,
+``labnet.py``'s :class:`Segment`), a plain module usable from a REPL::
 
-    import lab, docker_lab
-    with lab.Segment() as seg, docker_lab.Dockerd() as d:
+    import labnet, docker_lab
+    with labnet.Segment() as seg, docker_lab.Dockerd() as d:
         img = docker_lab.busybox_image(d)
         net = docker_lab.macvlan_network(d, seg, subnet="10.99.0.0/16",
                                          gateway="10.99.0.2", ip_range="10.99.200.0/24")
@@ -54,7 +54,7 @@ or sits in its cgroups, unmounts everything under its root (dockerd bind-mounts
 the data root onto itself, and each container's network namespace is an nsfs
 bind mount in ``<exec-root>/netns/``: unlike plugins, that does follow
 ``--exec-root``), removes the cgroups and the directory, and raises
-:class:`lab.LabError` if anything is left. After a SIGKILL (:meth:`Dockerd.kill`)
+:class:`LabError` if anything is left. After a SIGKILL (:meth:`Dockerd.kill`)
 the managed containerd dies too, but the containerd-shims, the containers and
 those mounts stay: teardown handles that case as well.
 
@@ -88,8 +88,8 @@ from pathlib import Path
 from typing import Any
 
 import engines
-import lab
-from labprocess import LabError, LabProcess, mkdtemp, pid_alive, rmtree
+import labnet
+from labprocess import LabError, LabProcess, mkdtemp, pid_alive, rmtree, run, wait_for
 
 LOG = logging.getLogger("fastdhcp.lab.docker")
 LOG.setLevel(logging.DEBUG)
@@ -151,8 +151,8 @@ def _umount_all(path: Path) -> None:
         if not mounts:
             return
         for mnt in mounts:
-            if lab.run("umount", mnt, check=False).returncode:
-                lab.run("umount", "-l", mnt, check=False)
+            if run("umount", mnt, check=False).returncode:
+                run("umount", "-l", mnt, check=False)
 
 
 def processes_naming(text: str) -> list[int]:
@@ -251,7 +251,7 @@ class Dockerd(LabProcess):
     first on the PATH of both (its shim, the system's runc).
 
     The process part (spawn, readiness, stop, kill, the log) is
-    :class:`labprocess.LabProcess`'s; ``name`` is this daemon's ``fdt`` name.
+    :class:`LabProcess`'s; ``name`` is this daemon's ``fdt`` name.
     """
 
     mark_start = True
@@ -272,7 +272,7 @@ class Dockerd(LabProcess):
         # First, before anything exists to clean up: this may fetch or build.
         self.engine = engines.ensure(engine)
         self.token = _token()
-        self.name = f"{lab.PREFIX}{self.token}"  # cgroup parent, containerd ns, name prefix
+        self.name = f"{labnet.PREFIX}{self.token}"  # cgroup parent, containerd ns, name prefix
         if self.engine.spec.own_containerd:
             self.binary = binary or str(self.engine.dockerd)
             self.cli = cli or str(self.engine.docker)
@@ -480,7 +480,7 @@ class Dockerd(LabProcess):
 
     def close(self) -> None:
         """Remove our containers and networks, stop dockerd, and remove every
-        trace (see the module doc). Idempotent; raises :class:`lab.LabError` if
+        trace (see the module doc). Idempotent; raises :class:`LabError` if
         something is left."""
         if self._closed:
             return
@@ -490,7 +490,7 @@ class Dockerd(LabProcess):
             problems += self._remove_objects()
             try:
                 self.stop()
-            except lab.LabError as exc:
+            except LabError as exc:
                 problems.append(str(exc))
         if self.running:
             self.kill()
@@ -502,7 +502,7 @@ class Dockerd(LabProcess):
             left = [f"dir {self.root}"] if self.root.exists() else []
         _LIVE_DAEMONS.discard(self)
         if left:
-            raise lab.LabError(f"dockerd teardown left {left}; problems: {problems}")
+            raise LabError(f"dockerd teardown left {left}; problems: {problems}")
         if problems:
             LOG.warning("dockerd teardown: %s", problems)
 
@@ -550,7 +550,7 @@ class Dockerd(LabProcess):
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this daemon. With ``check``, a failure
-        raises :class:`lab.LabError` carrying the CLI's output and dockerd's log tail."""
+        raises :class:`LabError` carrying the CLI's output and dockerd's log tail."""
         argv = [self.cli, *args]
         LOG.debug("docker: %s", " ".join(argv))
         try:
@@ -665,9 +665,9 @@ def busybox_image(dockerd: Dockerd, tag: str = DEFAULT_IMAGE, busybox: str = "/b
     Returns the tag."""
     if dockerd.docker("image", "inspect", tag, check=False).returncode == 0:
         return tag
-    applets = lab.run(busybox, "--list").stdout.split()
+    applets = run(busybox, "--list").stdout.split()
     if "sh" not in applets:
-        raise lab.LabError(f"{busybox} has no sh applet: is it busybox-static?")
+        raise LabError(f"{busybox} has no sh applet: is it busybox-static?")
     tar_path = dockerd.root / "busybox-rootfs.tar"
 
     def entry(name: str, kind: bytes, mode: int = 0o755, target: str = "") -> tarfile.TarInfo:
@@ -716,7 +716,7 @@ def container_ipv4(dockerd: Dockerd, name: str, ifname: str = "eth0") -> tuple[s
     out = container_exec(dockerd, name, "ip", "-4", "-o", "addr", "show", ifname)
     m = _INET.search(out)
     if not m:
-        raise lab.LabError(f"no IPv4 address on {name}:{ifname}: {out!r}")
+        raise LabError(f"no IPv4 address on {name}:{ifname}: {out!r}")
     return m.group(1), int(m.group(2))
 
 
@@ -740,7 +740,7 @@ def container_inspect(dockerd: Dockerd, name: str) -> dict[str, Any]:
 
 
 def macvlan_args(
-    segment: lab.Segment,
+    segment: labnet.Segment,
     name: str,
     *,
     ipam_driver: str | None = None,
@@ -764,7 +764,7 @@ def macvlan_args(
 
 
 def macvlan_network(
-    dockerd: Dockerd, segment: lab.Segment, name: str | None = None, **kw: Any
+    dockerd: Dockerd, segment: labnet.Segment, name: str | None = None, **kw: Any
 ) -> str:
     """Create a macvlan network on ``segment`` (see :func:`macvlan_args`);
     returns its name. It goes with the daemon's teardown."""
@@ -778,7 +778,7 @@ def overlapping_routes(cidr: str) -> list[str]:
     exactly what dockerd 20.10's RequestPool overlap check looks at (plus the
     resolv.conf nameservers) for a network created without ``--subnet``."""
     net = ipaddress.ip_network(cidr)
-    out = lab.run("ip", "-j", "-4", "route", "show", "table", "main").stdout
+    out = run("ip", "-j", "-4", "route", "show", "table", "main").stdout
     hits = []
     for r in json.loads(out or "[]"):
         dst = r.get("dst", "")
@@ -809,7 +809,7 @@ def cleanup_stale_plugin_sockets() -> list[str]:
     crashed run's); a live run's socket answers connect() and is kept."""
     removed = []
     if PLUGIN_DIR.is_dir():
-        for sock in PLUGIN_DIR.glob(f"{lab.PREFIX}*.sock"):
+        for sock in PLUGIN_DIR.glob(f"{labnet.PREFIX}*.sock"):
             if not _socket_listening(sock):
                 sock.unlink(missing_ok=True)
                 removed.append(str(sock))
@@ -834,7 +834,7 @@ class PluginProcess(LabProcess):
     strict_stop = False
 
     def __init__(self, workdir: str | Path | None = None, ready_timeout: float = 10.0) -> None:
-        self.name = f"{lab.PREFIX}{_token()}ipam"
+        self.name = f"{labnet.PREFIX}{_token()}ipam"
         self.socket = PLUGIN_DIR / f"{self.name}.sock"
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else mkdtemp("fdt-plugin-")
@@ -951,9 +951,9 @@ class ProbePlugin(PluginProcess):
             return next((r for r in self.requests(method, since) if predicate(r)), None)
 
         try:
-            return lab.wait_for(find, timeout, f"{method} at the probe plugin")
-        except lab.LabError as exc:
-            raise lab.LabError(f"{exc}; got {self.summary(since)}") from None
+            return wait_for(find, timeout, f"{method} at the probe plugin")
+        except LabError as exc:
+            raise LabError(f"{exc}; got {self.summary(since)}") from None
 
     def summary(self, since: int = 0) -> list[str]:
         """One line per request, for assertion messages and the report."""

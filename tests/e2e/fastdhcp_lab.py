@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import docker_lab
-import lab
+import labnet
+import labprocess
 
 from fastdhcp.store import Store
 
@@ -41,7 +42,7 @@ class FastdhcpPlugin(docker_lab.PluginProcess):
             return [pool.pool_id for pool in store.pools()]
 
 
-def network(dockerd: docker_lab.Dockerd, segment: lab.Segment, plugin: FastdhcpPlugin,
+def network(dockerd: docker_lab.Dockerd, segment: labnet.Segment, plugin: FastdhcpPlugin,
             *extra: str, check: bool = True) -> tuple[str, Any]:  # fmt: skip
     name = dockerd.new_name("n")
     result = dockerd.docker(
@@ -68,11 +69,11 @@ def server_leases(server: Any) -> dict[str, str]:
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    lab.wait_for(predicate, timeout, what)
+    labprocess.wait_for(predicate, timeout, what)
 
 
 def assert_container_matches_lease(
-    dockerd: docker_lab.Dockerd, name: str, server: Any, segment: lab.Segment
+    dockerd: docker_lab.Dockerd, name: str, server: Any, segment: labnet.Segment
 ) -> str:
     mac = docker_lab.container_mac(dockerd, name)
     address, prefix = docker_lab.container_ipv4(dockerd, name)

@@ -1,8 +1,8 @@
 """A hostile DHCP segment: the engine, a trusted DHCP server behind a slow path,
 and a forger that answers first, all on one L2 segment.
 
-Topology (every name from :mod:`lab`'s ``fdt<token>`` scheme, so lab.Segment's
-teardown and ``lab.cleanup_stale`` remove it all)::
+Topology (every name from :mod:`labnet`'s ``fdt<token>`` scheme, so labnet.Segment's
+teardown and ``labnet.cleanup_stale`` remove it all)::
 
     root ns                     hub ns (bridge fdt<t>br, a hub: ageing_time 0)
     fdt<t> (engine) <-veth-> fdt<t>up ─┐
@@ -44,8 +44,8 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-import lab
-from labprocess import LabError, LabProcess, mkdtemp, rmtree
+import labnet
+from labprocess import LabError, LabProcess, mkdtemp, rmtree, run
 
 HERE = Path(__file__).resolve().parent
 FORGER = HERE / "forger.py"
@@ -327,17 +327,17 @@ class Forger(_Child):
 
 
 class HostileSegment:
-    """lab.Segment (bridged, hub mode) with the forger as ``servers[0]`` on the
+    """labnet.Segment (bridged, hub mode) with the forger as ``servers[0]`` on the
     bridge and the trusted server as ``servers[1]`` behind the delay forwarder.
 
     ``host_if`` is the engine's interface. Start the trusted DHCP server with
-    ``lab.Dnsmasq(seg.segment, server=seg.trusted_ns)`` or ``lab.Kea(...)``.
+    ``dhcp_servers.Dnsmasq(seg.segment, server=seg.trusted_ns)`` or ``dhcp_servers.Kea(...)``.
     """
 
     def __init__(self, delay: float = DEFAULT_DELAY, upstream_delay: float = 0.0) -> None:
         self.delay = delay
         self.upstream_delay = upstream_delay
-        self.segment = lab.Segment(servers=1, bridged=True, server_address=FORGER_CIDR)
+        self.segment = labnet.Segment(servers=1, bridged=True, server_address=FORGER_CIDR)
         self.forwarder: Forwarder | None = None  # made once the hub exists
         self._cut = False
 
@@ -347,11 +347,11 @@ class HostileSegment:
         return self.segment.host_if
 
     @property
-    def forger_ns(self) -> lab.ServerNs:
+    def forger_ns(self) -> labnet.ServerNs:
         return self.segment.servers[0]
 
     @property
-    def trusted_ns(self) -> lab.ServerNs:
+    def trusted_ns(self) -> labnet.ServerNs:
         return self.segment.servers[1]
 
     @property
@@ -382,20 +382,20 @@ class HostileSegment:
         seg = self.segment
         hub = seg.hub_netns
         assert hub is not None
-        tag = lab.PREFIX + seg.token
+        tag = labnet.PREFIX + seg.token
         # A hub: no learning, every frame to every port (the forger sees unicasts).
-        lab.run("ip", "link", "set", "dev", seg.bridge_if, "type", "bridge", "ageing_time", "0",
+        run("ip", "link", "set", "dev", seg.bridge_if, "type", "bridge", "ageing_time", "0",
                 netns=hub)  # fmt: skip
-        # The trusted server's namespace; lab.Segment owns it (teardown, stale cleanup).
+        # The trusted server's namespace; labnet.Segment owns it (teardown, stale cleanup).
         ns = seg._new_netns(f"{tag}s1")
         srv_if, far, near, port = f"{tag}s1", f"{tag}p1", f"{tag}p2", f"{tag}p3"
-        lab.run("ip", "link", "add", far, "type", "veth", "peer", "name", srv_if, "netns", ns,
+        run("ip", "link", "add", far, "type", "veth", "peer", "name", srv_if, "netns", ns,
                 netns=hub)  # fmt: skip
-        lab.run("ip", "link", "add", near, "type", "veth", "peer", "name", port, netns=hub)
-        lab.run("ip", "link", "set", port, "master", seg.bridge_if, "up", netns=hub)
+        run("ip", "link", "add", near, "type", "veth", "peer", "name", port, netns=hub)
+        run("ip", "link", "set", port, "master", seg.bridge_if, "up", netns=hub)
         for name in (far, near):
-            lab.run("ip", "link", "set", name, "up", netns=hub)
-        seg._setup_server(lab.ServerNs(ns, srv_if, TRUSTED_CIDR))
+            run("ip", "link", "set", name, "up", netns=hub)
+        seg._setup_server(labnet.ServerNs(ns, srv_if, TRUSTED_CIDR))
         self.forwarder = Forwarder(hub, far, near, self.delay, self.upstream_delay)
         self.forwarder.start()
 

@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import lab
+import labprocess
 from labprocess import LabProcess
 
 # What systemctl is-system-running answers once boot has ended ("degraded": a
@@ -66,8 +66,8 @@ class Machine(LabProcess):
         self.start()  # until the container's systemd exists: _ready
         # Moved by hand: nspawn's --network-interface= asks udev, which this host
         # has not run ("Network interface ... is not initialized yet").
-        lab.run("ip", "link", "set", self.interface, "netns", str(self.leader))
-        lab.wait_for(
+        labprocess.run("ip", "link", "set", self.interface, "netns", str(self.leader))
+        labprocess.wait_for(
             lambda: self.systemctl("is-system-running", check=False).stdout.strip() in BOOTED,
             timeout,
             f"systemd booted in {self.machine}",
@@ -76,7 +76,7 @@ class Machine(LabProcess):
 
     def _ready(self) -> bool:
         assert self.proc is not None
-        children = lab.run("pgrep", "-P", str(self.proc.pid), "-x", "systemd", check=False)
+        children = labprocess.run("pgrep", "-P", str(self.proc.pid), "-x", "systemd", check=False)
         if children.returncode == 0:
             self.leader = int(children.stdout.split()[0])
         return self.leader != 0
@@ -89,7 +89,7 @@ class Machine(LabProcess):
         inside = ["nsenter", f"--target={self.leader}", "--all",
                   "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                   "LANG=C.UTF-8", *argv]  # fmt: skip
-        return lab.run(*inside, check=check, timeout=timeout, input=input)
+        return labprocess.run(*inside, check=check, timeout=timeout, input=input)
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--no-pager", *args, check=check)
