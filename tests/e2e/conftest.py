@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 import dhcp_servers
 import docker_lab
+import docker_plugins
 import engines
 import lab_pytest
 import labnet
@@ -80,9 +81,9 @@ def segment(e2e_session: None) -> Iterator[labnet.Segment]:
 
 
 @pytest.fixture
-def plugins(e2e_session: None) -> Iterator[list[docker_lab.PluginProcess]]:
+def plugins(e2e_session: None) -> Iterator[list[docker_plugins.PluginProcess]]:
     """Plugins started for this test; closed after dockerd (see module doc)."""
-    started: list[docker_lab.PluginProcess] = []
+    started: list[docker_plugins.PluginProcess] = []
     yield started
     errors = []
     for plugin in reversed(started):
@@ -114,7 +115,7 @@ def docker_engine() -> str:
 @pytest.fixture
 def dockerd(
     request: pytest.FixtureRequest,
-    plugins: list[docker_lab.PluginProcess],
+    plugins: list[docker_plugins.PluginProcess],
     tmp_path: Path,
     docker_engine: str,
 ) -> Iterator[docker_lab.Dockerd]:
@@ -143,15 +144,15 @@ def busybox(dockerd: docker_lab.Dockerd) -> str:
 @pytest.fixture
 def probe_plugin(
     request: pytest.FixtureRequest,
-    plugins: list[docker_lab.PluginProcess],
+    plugins: list[docker_plugins.PluginProcess],
     tmp_path: Path,
-) -> Callable[..., docker_lab.ProbePlugin]:
+) -> Callable[..., docker_plugins.ProbePlugin]:
     """Factory: ``probe_plugin(**ProbePlugin options)`` starts a recording
     IPAM plugin (probe_plugin.py) with a unique name and returns it. Its
     ``calls.jsonl`` stays in ``tmp_path/probe<N>``."""
 
-    def start(**options: Any) -> docker_lab.ProbePlugin:
-        plugin = docker_lab.ProbePlugin(tmp_path / f"probe{len(plugins)}", **options)
+    def start(**options: Any) -> docker_plugins.ProbePlugin:
+        plugin = docker_plugins.ProbePlugin(tmp_path / f"probe{len(plugins)}", **options)
         plugins.append(plugin)
         lab_pytest.attach(request, plugin)
         plugin.start()
@@ -162,7 +163,7 @@ def probe_plugin(
 
 @pytest.fixture
 def fastdhcp(
-    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
+    request: pytest.FixtureRequest, plugins: list[docker_plugins.PluginProcess], tmp_path: Path
 ) -> FastdhcpPlugin:
     plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
     plugins.append(plugin)

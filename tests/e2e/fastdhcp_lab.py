@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import docker_lab
+import docker_plugins
 import labnet
 import labprocess
 
 from fastdhcp.store import Store
 
 
-class FastdhcpPlugin(docker_lab.PluginProcess):
+class FastdhcpPlugin(docker_plugins.PluginProcess):
     """``fastdhcp serve`` under a unique plugin name, its store in its workdir."""
 
     kind = "fastdhcp"

@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import docker_lab
+import docker_plugins
 import labnet
 import labprocess
 import pytest
 
 pytestmark = pytest.mark.root
 
-ProbeFactory = Callable[..., docker_lab.ProbePlugin]
+ProbeFactory = Callable[..., docker_plugins.ProbePlugin]
 Call = tuple[str, dict[str, Any] | None]  # (method, body) as dockerd sends it
 
 MAC_KEY = "com.docker.network.endpoint.macaddress"
@@ -83,7 +84,7 @@ def _host_state() -> dict[str, Any]:
 
 
 def _probe_network(
-    dockerd: docker_lab.Dockerd, segment: labnet.Segment, probe: docker_lab.ProbePlugin
+    dockerd: docker_lab.Dockerd, segment: labnet.Segment, probe: docker_plugins.ProbePlugin
 ) -> tuple[str, str, int]:
     """A macvlan network with the probe as IPAM driver, created the way
     fastdhcp's users will: without --subnet.
@@ -439,7 +440,7 @@ def test_restart_replays(
 
 
 def _loop_network(
-    dockerd: docker_lab.Dockerd, seg: labnet.Segment, probe: docker_lab.ProbePlugin
+    dockerd: docker_lab.Dockerd, seg: labnet.Segment, probe: docker_plugins.ProbePlugin
 ) -> tuple[Any, float]:
     """network create WITHOUT --subnet on a segment whose host end holds
     10.99.0.1/16, with the probe answering 10.99.0.0/16: (CLI result, seconds)."""
@@ -456,7 +457,7 @@ def _loop_network(
     return result, elapsed
 
 
-def _check_loop(probe: docker_lab.ProbePlugin, seg: labnet.Segment) -> list[dict[str, Any]]:
+def _check_loop(probe: docker_plugins.ProbePlugin, seg: labnet.Segment) -> list[dict[str, Any]]:
     """Every RequestPool identical (Pool ""), the last one the probe's error,
     and every pool granted on the way released (newest first) after it."""
     pools = probe.requests("RequestPool")
