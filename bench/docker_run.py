@@ -27,10 +27,11 @@ sys.path[:0] = [
 ]
 
 import docker_lab
+import docker_plugins
 import lab
 
 
-class Fastdhcp(docker_lab.PluginProcess):
+class Fastdhcp(docker_plugins.PluginProcess):
     kind = "fastdhcp"
 
     def argv(self) -> list[str]:

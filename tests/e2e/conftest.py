@@ -41,10 +41,13 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
+import dhcp_servers
 import docker_lab
+import docker_plugins
 import engines
-import lab
 import lab_pytest
+import labnet
+import labprocess
 from fastdhcp_lab import FastdhcpPlugin
 
 WHO = "the e2e lab"
@@ -64,23 +67,23 @@ def e2e_session() -> Iterator[None]:
     (segments, dockerd roots, plugin sockets whose owner is dead)."""
     lab_pytest.require_root(WHO, "dockerd, namespaces, veth")
     lab_pytest.require_binaries(WHO, "ip", "umount", "dockerd", "docker", "containerd", "runc")
-    lab.cleanup_stale()
+    labnet.cleanup_stale()
     docker_lab.cleanup_stale()
     yield
 
 
 @pytest.fixture
-def segment(e2e_session: None) -> Iterator[lab.Segment]:
+def segment(e2e_session: None) -> Iterator[labnet.Segment]:
     """A fresh one-server segment (tests/integration/lab.py): host_if in the
     root namespace, no address <-veth-> server_if (10.99.0.2/16) in ``netns``."""
-    with lab.Segment() as seg:
+    with labnet.Segment() as seg:
         yield seg
 
 
 @pytest.fixture
-def plugins(e2e_session: None) -> Iterator[list[docker_lab.PluginProcess]]:
+def plugins(e2e_session: None) -> Iterator[list[docker_plugins.PluginProcess]]:
     """Plugins started for this test; closed after dockerd (see module doc)."""
-    started: list[docker_lab.PluginProcess] = []
+    started: list[docker_plugins.PluginProcess] = []
     yield started
     errors = []
     for plugin in reversed(started):
@@ -89,7 +92,7 @@ def plugins(e2e_session: None) -> Iterator[list[docker_lab.PluginProcess]]:
         except Exception as exc:  # noqa: BLE001 (close every plugin, then report)
             errors.append(f"{plugin.name}: {exc}")
     if errors:
-        raise lab.LabError(f"plugin teardown failed: {errors}")
+        raise labprocess.LabError(f"plugin teardown failed: {errors}")
 
 
 def require_engine(version: str) -> None:
@@ -112,7 +115,7 @@ def docker_engine() -> str:
 @pytest.fixture
 def dockerd(
     request: pytest.FixtureRequest,
-    plugins: list[docker_lab.PluginProcess],
+    plugins: list[docker_plugins.PluginProcess],
     tmp_path: Path,
     docker_engine: str,
 ) -> Iterator[docker_lab.Dockerd]:
@@ -141,15 +144,15 @@ def busybox(dockerd: docker_lab.Dockerd) -> str:
 @pytest.fixture
 def probe_plugin(
     request: pytest.FixtureRequest,
-    plugins: list[docker_lab.PluginProcess],
+    plugins: list[docker_plugins.PluginProcess],
     tmp_path: Path,
-) -> Callable[..., docker_lab.ProbePlugin]:
+) -> Callable[..., docker_plugins.ProbePlugin]:
     """Factory: ``probe_plugin(**ProbePlugin options)`` starts a recording
     IPAM plugin (probe_plugin.py) with a unique name and returns it. Its
     ``calls.jsonl`` stays in ``tmp_path/probe<N>``."""
 
-    def start(**options: Any) -> docker_lab.ProbePlugin:
-        plugin = docker_lab.ProbePlugin(tmp_path / f"probe{len(plugins)}", **options)
+    def start(**options: Any) -> docker_plugins.ProbePlugin:
+        plugin = docker_plugins.ProbePlugin(tmp_path / f"probe{len(plugins)}", **options)
         plugins.append(plugin)
         lab_pytest.attach(request, plugin)
         plugin.start()
@@ -160,7 +163,7 @@ def probe_plugin(
 
 @pytest.fixture
 def fastdhcp(
-    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path
+    request: pytest.FixtureRequest, plugins: list[docker_plugins.PluginProcess], tmp_path: Path
 ) -> FastdhcpPlugin:
     plugin = FastdhcpPlugin(tmp_path / "fastdhcp")
     plugins.append(plugin)
@@ -170,6 +173,6 @@ def fastdhcp(
 
 
 @pytest.fixture
-def dnsmasq(segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Dnsmasq]:
-    with lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
+def dnsmasq(segment: labnet.Segment, tmp_path: Path) -> Iterator[dhcp_servers.Dnsmasq]:
+    with dhcp_servers.Dnsmasq(segment, workdir=tmp_path / "dnsmasq") as server:
         yield server

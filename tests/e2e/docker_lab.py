@@ -1,13 +1,13 @@
 """End-to-end lab: a real, private ``dockerd`` next to the integration lab's
-DHCP segments, a busybox image built offline, and IPAM plugins run as
-subprocesses on ``/run/docker/plugins``.
+DHCP segments, and a busybox image built offline. The IPAM plugins it talks to
+(subprocesses on ``/run/docker/plugins``, managed plugins) are docker_plugins.py's.
 
-Like ``tests/integration/lab.py`` (which it builds on: :func:`lab.run`,
-:func:`lab.wait_for`, :class:`lab.Segment`, :class:`lab.LabError`), a plain
-module usable from a REPL::
+Like the integration lab (which it builds on: ``py``'s
+:func:`run`, :func:`wait_for`, :class:`LabError` and :class:`LabProcess`,
+``labnet.py``'s :class:`Segment`), a plain module usable from a REPL::
 
-    import lab, docker_lab
-    with lab.Segment() as seg, docker_lab.Dockerd() as d:
+    import labnet, docker_lab
+    with labnet.Segment() as seg, docker_lab.Dockerd() as d:
         img = docker_lab.busybox_image(d)
         net = docker_lab.macvlan_network(d, seg, subnet="10.99.0.0/16",
                                          gateway="10.99.0.2", ip_range="10.99.200.0/24")
@@ -43,7 +43,7 @@ dockerd, can share the machine):
 What cannot be isolated: dockerd only discovers plugins in the fixed
 ``/run/docker/plugins`` (and ``/etc/docker/plugins``, ``/usr/lib/docker/plugins``),
 whatever ``--exec-root`` says, and creates that directory itself. Hence a unique
-plugin name per :class:`PluginProcess`. Its RequestPool overlap check also reads
+plugin name per :class:`docker_plugins.PluginProcess`. Its RequestPool overlap check also reads
 the *root namespace's* routes, so a concurrent run that puts a host address in
 10.99.0.0/16 on its segment changes what an auto-pool network create does here:
 :func:`overlapping_routes` says when.
@@ -54,7 +54,7 @@ or sits in its cgroups, unmounts everything under its root (dockerd bind-mounts
 the data root onto itself, and each container's network namespace is an nsfs
 bind mount in ``<exec-root>/netns/``: unlike plugins, that does follow
 ``--exec-root``), removes the cgroups and the directory, and raises
-:class:`lab.LabError` if anything is left. After a SIGKILL (:meth:`Dockerd.kill`)
+:class:`LabError` if anything is left. After a SIGKILL (:meth:`Dockerd.kill`)
 the managed containerd dies too, but the containerd-shims, the containers and
 those mounts stay: teardown handles that case as well.
 
@@ -79,16 +79,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import engines
-import lab
+import labnet
+from labprocess import LabError, LabProcess, pid_alive, run
 
 LOG = logging.getLogger("fastdhcp.lab.docker")
 LOG.setLevel(logging.DEBUG)
@@ -97,7 +97,6 @@ PLUGIN_DIR = Path("/run/docker/plugins")
 DEFAULT_IMAGE = "fastdhcp-test:busybox"
 ROOT_PREFIX = "fdtd-"  # /tmp/fdtd-XXXXXXXX: one Dockerd's whole state
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROBE_PLUGIN = Path(__file__).resolve().parent / "probe_plugin.py"
 
 # A container command that exits at once on SIGTERM. A shell (or sleep) as PID 1
 # has no default signal actions, so `sleep 3600` would make every `docker stop`
@@ -105,31 +104,10 @@ PROBE_PLUGIN = Path(__file__).resolve().parent / "probe_plugin.py"
 SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
 
 _LIVE_DAEMONS: set[Dockerd] = set()
-_LIVE_PLUGINS: set[PluginProcess] = set()
 
 
-def _token() -> str:
+def new_token() -> str:
     return secrets.token_hex(3)
-
-
-def _spawn(
-    argv: list[str], log_file: Path, *, env: dict[str, str] | None = None, mark: bool = True
-) -> subprocess.Popen[bytes]:
-    """A lab daemon, its output appended to ``log_file`` (after a ``--- start``
-    line, if ``mark``), in a session of its own: a Ctrl-C on pytest must not
-    race the orderly teardown."""
-    with open(log_file, "ab") as out:
-        if mark:
-            out.write(f"--- start {' '.join(argv)}\n".encode())
-            out.flush()
-        return subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
 
 
 def _docker_env(host: str, cli_config: Path) -> dict[str, str]:
@@ -170,8 +148,8 @@ def _umount_all(path: Path) -> None:
         if not mounts:
             return
         for mnt in mounts:
-            if lab.run("umount", mnt, check=False).returncode:
-                lab.run("umount", "-l", mnt, check=False)
+            if run("umount", mnt, check=False).returncode:
+                run("umount", "-l", mnt, check=False)
 
 
 def processes_naming(text: str) -> list[int]:
@@ -216,7 +194,7 @@ def _kill_pids(pids: Sequence[int], what: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _remove_cgroups(name: str) -> None:
+def remove_cgroups(name: str) -> None:
     for top in cgroup_dirs(name):
         _kill_pids(cgroup_pids(top), f"in cgroup {top}")
         # children first; a cgroup whose last task just died may take a moment
@@ -244,21 +222,11 @@ def _proc_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # --------------------------------------------------------------------------
 # dockerd
 
 
-class Dockerd:
+class Dockerd(LabProcess):
     """A private dockerd and the docker CLI bound to it.
 
     ``with Dockerd() as d:`` starts it and waits until ``docker version``
@@ -278,7 +246,13 @@ class Dockerd:
     restarted dockerd finds its containers in it. Its log is
     ``containerd.log`` beside ``dockerd.log``. The engine's ``bin/`` comes
     first on the PATH of both (its shim, the system's runc).
+
+    The process part (spawn, readiness, stop, kill, the log) is
+    :class:`LabProcess`'s; ``name`` is this daemon's ``fdt`` name.
     """
+
+    mark_start = True
+    new_session = True
 
     def __init__(
         self,
@@ -294,8 +268,8 @@ class Dockerd:
     ) -> None:
         # First, before anything exists to clean up: this may fetch or build.
         self.engine = engines.ensure(engine)
-        self.token = _token()
-        self.name = f"{lab.PREFIX}{self.token}"  # cgroup parent, containerd ns, name prefix
+        self.token = new_token()
+        self.name = f"{labnet.PREFIX}{self.token}"  # cgroup parent, containerd ns, name prefix
         if self.engine.spec.own_containerd:
             self.binary = binary or str(self.engine.dockerd)
             self.cli = cli or str(self.engine.docker)
@@ -317,10 +291,9 @@ class Dockerd:
         self.containerd_sock = self.containerd_dir / "containerd.sock"
         log_dir = Path(log_dir) if log_dir else self.root
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_file = log_dir / "dockerd.log"
+        super().__init__(log_dir / "dockerd.log")
         self.containerd_log_file = log_dir / "containerd.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.containerd_proc: subprocess.Popen[bytes] | None = None
+        self.containerd = _Containerd(self)
         self.startup_seconds: list[float] = []  # one per start()
         self._names = 0
         self._closed = False
@@ -335,12 +308,8 @@ class Dockerd:
         return f"unix://{self.sock}"
 
     @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def label(self) -> str:  # type: ignore[override]
+        return f"dockerd {self.version}"
 
     def env(self) -> dict[str, str]:
         """Environment for a docker CLI talking to this daemon."""
@@ -358,17 +327,10 @@ class Dockerd:
 
     @property
     def containerd_running(self) -> bool:
-        return self.containerd_proc is not None and self.containerd_proc.poll() is None
+        return self.containerd.running
 
     def __repr__(self) -> str:
         return f"<Dockerd {self.version} {self.name} {self.host} pid={self.pid}>"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def argv(self) -> list[str]:
         return [
@@ -397,6 +359,9 @@ class Dockerd:
         # 27+ turns ip6tables on by default; 26 has the flag too.
         return ["--containerd", str(self.containerd_sock), "--ip6tables=false",
                 *self.engine.spec.dockerd_args]  # fmt: skip
+
+    def spawn_env(self) -> dict[str, str] | None:
+        return self._engine_env()
 
     def _engine_env(self) -> dict[str, str] | None:
         """dockerd's and containerd's environment: the engine's bin dir first on
@@ -432,51 +397,15 @@ class Dockerd:
             "",
         ])  # fmt: skip
 
-    def _start_containerd(self) -> None:
-        if self.containerd_running:
-            return
-        self.containerd_dir.mkdir(exist_ok=True)
-        config = self.containerd_dir / "containerd.toml"
-        config.write_text(self.containerd_config())
-        self.containerd_sock.unlink(missing_ok=True)  # a crashed one's
-        argv = [str(self.engine.containerd), "--config", str(config)]
-        LOG.debug("start containerd: %s", " ".join(argv))
-        self.containerd_proc = _spawn(argv, self.containerd_log_file, env=self._engine_env())
-
-        def ready() -> bool:
-            if not self.containerd_running:
-                code = self.containerd_proc.returncode if self.containerd_proc else None
-                raise lab.LabError(f"containerd exited with {code} before it listened")
-            return self.containerd_sock.exists() and _socket_listening(self.containerd_sock)
-
-        try:
-            lab.wait_for(ready, self.ready_timeout, f"containerd on {self.containerd_sock}")
-        except lab.LabError as exc:
-            self._stop_containerd()
-            raise self.error(str(exc)) from None
-
-    def _stop_containerd(self, timeout: float = 15.0) -> None:
-        """SIGTERM (after dockerd is gone: LAB.md), SIGKILL if it lingers."""
-        proc = self.containerd_proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            LOG.warning("containerd (pid %d) ignored SIGTERM for %ss: killed", proc.pid, timeout)
-            proc.kill()
-            proc.wait(5)
-
     # -- lifecycle
     def start(self) -> None:
         if self._closed:
-            raise lab.LabError(f"{self!r} was closed")
+            raise LabError(f"{self!r} was closed")
         if self.running:
             return
         self.cli_config.mkdir(exist_ok=True)
         if self.engine.spec.own_containerd:
-            self._start_containerd()
+            self.containerd.start()
         else:
             self._wait_old_containerd()
         # dockerd 20.10 writes its (unused) libtrust key to /etc/docker/key.json
@@ -484,30 +413,20 @@ class Dockerd:
         self.config_file.write_text(
             json.dumps({"deprecated-key-path": str(self.root / "key.json")}) + "\n"
         )
-        argv = self.argv()
-        LOG.debug("start dockerd: %s", " ".join(argv))
         t0 = time.monotonic()
-        self.proc = _spawn(argv, self.log_file, env=self._engine_env())
-
-        def ready() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                code = self.proc.returncode if self.proc else None
-                raise lab.LabError(f"dockerd exited with {code} before it answered")
-            return (
-                self.sock.exists()
-                and self.docker(
-                    "version", "--format", "{{.Server.Version}}", check=False
-                ).returncode
-                == 0
-            )
-
-        try:
-            lab.wait_for(ready, self.ready_timeout, f"dockerd to answer on {self.sock}", 0.05)
-        except lab.LabError as exc:
-            self.kill()
-            raise self.error(str(exc)) from None
+        super().start()
         self.startup_seconds.append(time.monotonic() - t0)
         LOG.debug("dockerd ready in %.2fs (pid %s)", self.startup_seconds[-1], self.pid)
+
+    def ready_what(self) -> str:
+        return f"dockerd to answer on {self.sock}"
+
+    def _ready(self) -> bool:
+        return (
+            self.sock.exists()
+            and self.docker("version", "--format", "{{.Server.Version}}", check=False).returncode
+            == 0
+        )
 
     def _wait_old_containerd(self, timeout: float = 15.0) -> None:
         """After a crash (:meth:`kill`), the managed containerd dies with dockerd
@@ -536,31 +455,16 @@ class Dockerd:
         while _proc_state(pid) == "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _signal_and_wait(self, sig: int, timeout: float) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            LOG.debug("dockerd: signal %d to pid %d", sig, proc.pid)
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                raise self.error(f"dockerd ignored signal {sig} for {timeout}s") from None
-        return proc.returncode
-
     def stop(self, timeout: float | None = None) -> int | None:
         """Graceful stop (SIGTERM; dockerd stops its containers and, on 20.10,
         its managed containerd first; an engine's own containerd stays up until
         :meth:`close`). Returns dockerd's exit status."""
-        return self._signal_and_wait(signal.SIGTERM, timeout or self.stop_timeout)
+        return super().stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL dockerd alone, as a crash would: containerd-shims and the
         containers keep running (:meth:`start` on the same root picks them up)."""
-        self._signal_and_wait(signal.SIGKILL, 5.0)
+        super().kill()
 
     def restart(self, graceful: bool = True) -> None:
         """Stop (or kill) and start again on the same data root: containers,
@@ -573,7 +477,7 @@ class Dockerd:
 
     def close(self) -> None:
         """Remove our containers and networks, stop dockerd, and remove every
-        trace (see the module doc). Idempotent; raises :class:`lab.LabError` if
+        trace (see the module doc). Idempotent; raises :class:`LabError` if
         something is left."""
         if self._closed:
             return
@@ -583,11 +487,11 @@ class Dockerd:
             problems += self._remove_objects()
             try:
                 self.stop()
-            except lab.LabError as exc:
+            except LabError as exc:
                 problems.append(str(exc))
         if self.running:
             self.kill()
-        self._stop_containerd()  # after dockerd, by pid (LAB.md)
+        self.containerd.stop()  # after dockerd, by pid (LAB.md)
         self._reap()
         left = self.leftovers()
         if not left:
@@ -595,7 +499,7 @@ class Dockerd:
             left = [f"dir {self.root}"] if self.root.exists() else []
         _LIVE_DAEMONS.discard(self)
         if left:
-            raise lab.LabError(f"dockerd teardown left {left}; problems: {problems}")
+            raise LabError(f"dockerd teardown left {left}; problems: {problems}")
         if problems:
             LOG.warning("dockerd teardown: %s", problems)
 
@@ -624,7 +528,7 @@ class Dockerd:
         if self.running:
             self.kill()
         _kill_pids(processes_naming(f"{self.root}/"), f"left by {self.name}")
-        _remove_cgroups(self.name)
+        remove_cgroups(self.name)
         _umount_all(self.root)
 
     def leftovers(self) -> list[str]:
@@ -643,7 +547,7 @@ class Dockerd:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this daemon. With ``check``, a failure
-        raises :class:`lab.LabError` carrying the CLI's output and dockerd's log tail."""
+        raises :class:`LabError` carrying the CLI's output and dockerd's log tail."""
         argv = [self.cli, *args]
         LOG.debug("docker: %s", " ".join(argv))
         try:
@@ -666,31 +570,48 @@ class Dockerd:
         return proc
 
     # -- logs
-    def log_text(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def log_tail(self, lines: int = 60) -> str:
-        tail = "\n".join(self.log_text().splitlines()[-lines:])
+        tail = super().log_tail(lines)
         if self.engine.spec.own_containerd:
             tail += f"\n--- containerd log tail ({self.containerd_log_file}):\n"
-            tail += self.containerd_log_tail(lines // 3)
+            tail += self.containerd.log_tail(lines // 3)
         return tail
 
-    def containerd_log_tail(self, lines: int = 20) -> str:
-        """The tail of the engine's own containerd's log (26.1, 28.5, 29.7)."""
-        try:
-            text = self.containerd_log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
-    def error(self, msg: str) -> lab.LabError:
-        return lab.LabError(
-            f"{msg}\n--- dockerd {self.version} log tail ({self.log_file}):\n{self.log_tail(40)}"
-        )
+class _Containerd(LabProcess):
+    """The engine's own containerd (26.1, 28.5, 29.7) of a :class:`Dockerd`:
+    config and log beside dockerd's, the same environment."""
+
+    label = "containerd"
+    new_session = True
+    # Stopped after dockerd is gone (LAB.md); one that lingers past SIGTERM is
+    # just SIGKILLed: dockerd's teardown is what the tests judge.
+    strict_stop = False
+    stop_timeout = 15.0
+
+    def __init__(self, dockerd: Dockerd) -> None:
+        super().__init__(dockerd.containerd_log_file)
+        self.dockerd = dockerd
+        self.config = dockerd.containerd_dir / "containerd.toml"
+        self.ready_timeout = dockerd.ready_timeout
+
+    def argv(self) -> list[str]:
+        return [str(self.dockerd.engine.containerd), "--config", str(self.config)]
+
+    def spawn_env(self) -> dict[str, str] | None:
+        return self.dockerd._engine_env()
+
+    def _prepare(self) -> None:
+        self.dockerd.containerd_dir.mkdir(exist_ok=True)
+        self.config.write_text(self.dockerd.containerd_config())
+        self.dockerd.containerd_sock.unlink(missing_ok=True)  # a crashed one's
+
+    def ready_what(self) -> str:
+        return f"containerd on {self.dockerd.containerd_sock}"
+
+    def _ready(self) -> bool:
+        sock = self.dockerd.containerd_sock
+        return sock.exists() and socket_listening(sock)
 
 
 def cleanup_stale() -> list[str]:
@@ -704,10 +625,10 @@ def cleanup_stale() -> list[str]:
             owner = int(pid_s)
         except (OSError, ValueError):
             continue  # not ours (or half-made by a live run): leave it
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         _kill_pids(processes_naming(f"{root}/"), f"stale {root}")
-        _remove_cgroups(name)
+        remove_cgroups(name)
         _umount_all(root)
         if not mounts_under(root):
             shutil.rmtree(root, ignore_errors=True)
@@ -720,11 +641,9 @@ def cleanup_stale() -> list[str]:
 
 @atexit.register
 def _atexit_cleanup() -> None:
-    """Safety net (runs before lab's, which was registered first): no dockerd,
-    mount or plugin outlives a run that died before its teardown."""
-    for plugin in list(_LIVE_PLUGINS):
-        with contextlib.suppress(Exception):
-            plugin.close()
+    """Safety net (runs before labprocess's, which was registered first, and
+    after docker_plugins', registered later): no dockerd or mount outlives a
+    run that died before its teardown."""
     for daemon in list(_LIVE_DAEMONS):
         with contextlib.suppress(Exception):
             daemon.close()
@@ -741,9 +660,9 @@ def busybox_image(dockerd: Dockerd, tag: str = DEFAULT_IMAGE, busybox: str = "/b
     Returns the tag."""
     if dockerd.docker("image", "inspect", tag, check=False).returncode == 0:
         return tag
-    applets = lab.run(busybox, "--list").stdout.split()
+    applets = run(busybox, "--list").stdout.split()
     if "sh" not in applets:
-        raise lab.LabError(f"{busybox} has no sh applet: is it busybox-static?")
+        raise LabError(f"{busybox} has no sh applet: is it busybox-static?")
     tar_path = dockerd.root / "busybox-rootfs.tar"
 
     def entry(name: str, kind: bytes, mode: int = 0o755, target: str = "") -> tarfile.TarInfo:
@@ -792,7 +711,7 @@ def container_ipv4(dockerd: Dockerd, name: str, ifname: str = "eth0") -> tuple[s
     out = container_exec(dockerd, name, "ip", "-4", "-o", "addr", "show", ifname)
     m = _INET.search(out)
     if not m:
-        raise lab.LabError(f"no IPv4 address on {name}:{ifname}: {out!r}")
+        raise LabError(f"no IPv4 address on {name}:{ifname}: {out!r}")
     return m.group(1), int(m.group(2))
 
 
@@ -816,7 +735,7 @@ def container_inspect(dockerd: Dockerd, name: str) -> dict[str, Any]:
 
 
 def macvlan_args(
-    segment: lab.Segment,
+    segment: labnet.Segment,
     name: str,
     *,
     ipam_driver: str | None = None,
@@ -840,7 +759,7 @@ def macvlan_args(
 
 
 def macvlan_network(
-    dockerd: Dockerd, segment: lab.Segment, name: str | None = None, **kw: Any
+    dockerd: Dockerd, segment: labnet.Segment, name: str | None = None, **kw: Any
 ) -> str:
     """Create a macvlan network on ``segment`` (see :func:`macvlan_args`);
     returns its name. It goes with the daemon's teardown."""
@@ -854,7 +773,7 @@ def overlapping_routes(cidr: str) -> list[str]:
     exactly what dockerd 20.10's RequestPool overlap check looks at (plus the
     resolv.conf nameservers) for a network created without ``--subnet``."""
     net = ipaddress.ip_network(cidr)
-    out = lab.run("ip", "-j", "-4", "route", "show", "table", "main").stdout
+    out = run("ip", "-j", "-4", "route", "show", "table", "main").stdout
     hits = []
     for r in json.loads(out or "[]"):
         dst = r.get("dst", "")
@@ -867,10 +786,10 @@ def overlapping_routes(cidr: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# plugins
+# the plugin directory
 
 
-def _socket_listening(path: Path) -> bool:
+def socket_listening(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(1.0)
         try:
@@ -885,276 +804,11 @@ def cleanup_stale_plugin_sockets() -> list[str]:
     crashed run's); a live run's socket answers connect() and is kept."""
     removed = []
     if PLUGIN_DIR.is_dir():
-        for sock in PLUGIN_DIR.glob(f"{lab.PREFIX}*.sock"):
-            if not _socket_listening(sock):
+        for sock in PLUGIN_DIR.glob(f"{labnet.PREFIX}*.sock"):
+            if not socket_listening(sock):
                 sock.unlink(missing_ok=True)
                 removed.append(str(sock))
     return removed
-
-
-class PluginProcess:
-    """A legacy (socket-file) Docker plugin run as a subprocess, serving
-    ``/run/docker/plugins/<name>.sock``; ``name`` is unique per instance
-    (``fdt<6 hex>ipam``), so dockerd's per-name cache of drivers and
-    capabilities never carries over from another plugin or another run.
-
-    Subclasses give :meth:`argv`. :meth:`start` waits until the socket accepts
-    connections; :meth:`close` stops it and removes the socket.
-    """
-
-    kind = "plugin"
-
-    def __init__(self, workdir: str | Path | None = None, ready_timeout: float = 10.0) -> None:
-        self.name = f"{lab.PREFIX}{_token()}ipam"
-        self.socket = PLUGIN_DIR / f"{self.name}.sock"
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else lab._mkdtemp("fdt-plugin-")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_file = self.workdir / f"{self.kind}.out"
-        self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        PLUGIN_DIR.mkdir(parents=True, exist_ok=True)
-        argv = self.argv()
-        LOG.debug("start %s: %s", self.kind, " ".join(argv))
-        self.proc = _spawn(argv, self.log_file, mark=False)
-        _LIVE_PLUGINS.add(self)
-
-        def ready() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                raise lab.LabError(f"{self.kind} exited before it listened:\n{self.log_tail()}")
-            return self.socket.exists() and _socket_listening(self.socket)
-
-        lab.wait_for(ready, self.ready_timeout, f"{self.kind} on {self.socket}")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.socket.unlink(missing_ok=True)
-        return proc.returncode if proc else None
-
-    def close(self) -> None:
-        self.stop()
-        _LIVE_PLUGINS.discard(self)
-        if self._own_workdir:
-            lab._rmtree(self.workdir)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-
-class ProbePlugin(PluginProcess):
-    """``probe_plugin.py`` (a recording stand-in IPAM driver) as a plugin.
-
-    :meth:`requests` returns what dockerd sent, oldest first, as the dicts the
-    probe logs (``method``, ``body_raw``, ``body``, ``headers``, ``status``,
-    ``reply``, ``seq``, ``t``); :meth:`wait_for` polls for one.
-    """
-
-    kind = "probe-plugin"
-
-    def __init__(
-        self,
-        workdir: str | Path | None = None,
-        *,
-        pool: str = "10.99.0.0/16",
-        gateway: str = "10.99.0.2/16",
-        address_base: str = "10.99.201.",
-        pool_limit: int = 0,
-        pool_seconds: float = 0.0,
-        requires_mac: bool = True,
-        request_replay: bool = True,
-        python: str = sys.executable,
-    ) -> None:
-        super().__init__(workdir)
-        self.calls_file = self.workdir / "calls.jsonl"
-        self.options = {
-            "pool": pool,
-            "gateway": gateway,
-            "address_base": address_base,
-            "pool_limit": pool_limit,
-            "pool_seconds": pool_seconds,
-        }
-        self.requires_mac = requires_mac
-        self.request_replay = request_replay
-        self.python = python
-
-    def argv(self) -> list[str]:
-        o = self.options
-        args = [
-            self.python, str(PROBE_PLUGIN),
-            "--socket", str(self.socket),
-            "--log", str(self.calls_file),
-            "--pool", str(o["pool"]),
-            "--gateway", str(o["gateway"]),
-            "--address-base", str(o["address_base"]),
-            "--pool-limit", str(o["pool_limit"]),
-            "--pool-seconds", str(o["pool_seconds"]),
-        ]  # fmt: skip
-        if not self.requires_mac:
-            args.append("--no-mac")
-        if not self.request_replay:
-            args.append("--no-replay")
-        return args
-
-    def requests(self, method: str | None = None, since: int = 0) -> list[dict[str, Any]]:
-        """Recorded requests (``method`` like "RequestAddress"), with seq > ``since``."""
-        try:
-            lines = self.calls_file.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        reqs = []
-        for ln in lines:
-            with contextlib.suppress(ValueError):  # a line being written
-                reqs.append(json.loads(ln))
-        return [r for r in reqs if r["seq"] > since and (method is None or r["method"] == method)]
-
-    def last_seq(self) -> int:
-        reqs = self.requests()
-        return max((r["seq"] for r in reqs), default=0)
-
-    def wait_for(
-        self,
-        method: str,
-        predicate: Callable[[dict[str, Any]], bool] = lambda r: True,
-        timeout: float = 10.0,
-        since: int = 0,
-    ) -> dict[str, Any]:
-        """The first recorded ``method`` request (after ``since``) matching ``predicate``."""
-
-        def find() -> dict[str, Any] | None:
-            return next((r for r in self.requests(method, since) if predicate(r)), None)
-
-        try:
-            return lab.wait_for(find, timeout, f"{method} at the probe plugin")
-        except lab.LabError as exc:
-            raise lab.LabError(f"{exc}; got {self.summary(since)}") from None
-
-    def summary(self, since: int = 0) -> list[str]:
-        """One line per request, for assertion messages and the report."""
-        return [
-            f"{r['seq']} {r['method']} {r['status']} {r['body_raw'] or '<empty>'}"
-            for r in self.requests(since=since)
-        ]
-
-    def log_tail(self, lines: int = 40) -> str:
-        calls = "\n".join(self.summary()[-lines:])
-        return f"{super().log_tail(lines)}\n--- requests:\n{calls}"
-
-
-class ManagedPlugin:
-    """A managed (v2) plugin on one :class:`Dockerd`, from a plugin directory
-    (``config.json`` beside ``rootfs/``, as ``scripts/build-plugin`` makes it).
-
-    :meth:`create` runs ``docker plugin create``, applies ``settings`` with
-    ``docker plugin set`` (a disabled plugin only takes them), then :meth:`enable`.
-    :meth:`close` disables (forcibly) and removes it; idempotent.
-
-    Unlike a :class:`PluginProcess`, its socket is the daemon's business: dockerd
-    (20.10, on Linux) bind-mounts ``/run/docker/plugins/<id>/`` at the plugin's
-    ``/run/docker/plugins``, whatever ``--exec-root`` says, so a config.json
-    ``"socket": "x.sock"`` is ``/run/docker/plugins/<id>/x.sock`` on the host.
-    The plugin's output goes to dockerd's log (lines with ``plugin=<id>``). Its
-    process does not follow ``--cgroup-parent`` either: it sits in the cgroup
-    ``/<id>``, which :meth:`close` empties should dockerd be gone.
-    """
-
-    def __init__(
-        self,
-        dockerd: Dockerd,
-        plugin_dir: str | Path,
-        *,
-        name: str | None = None,
-        settings: Sequence[str] = (),
-    ) -> None:
-        self.dockerd = dockerd
-        self.plugin_dir = Path(plugin_dir)
-        self.name = name or dockerd.new_name("plugin")
-        self.settings = list(settings)
-        self.created = False
-        self.plugin_id: str | None = None
-
-    def create(self, timeout: float = 300.0) -> None:
-        self.dockerd.docker("plugin", "create", self.name, str(self.plugin_dir), timeout=timeout)
-        self.created = True
-        self.plugin_id = self.id
-        if self.settings:
-            self.dockerd.docker("plugin", "set", self.name, *self.settings)
-
-    def enable(self, timeout: float = 60.0) -> None:
-        self.dockerd.docker("plugin", "enable", "--timeout", str(int(timeout)), self.name,
-                            timeout=timeout + 15)  # fmt: skip
-
-    def disable(self, force: bool = False) -> subprocess.CompletedProcess[str]:
-        args = ["plugin", "disable", *(["-f"] if force else []), self.name]
-        return self.dockerd.docker(*args, check=not force)
-
-    def remove(self, force: bool = False) -> subprocess.CompletedProcess[str]:
-        args = ["plugin", "rm", *(["-f"] if force else []), self.name]
-        return self.dockerd.docker(*args, check=not force)
-
-    def inspect(self) -> dict[str, Any]:
-        out = self.dockerd.docker("plugin", "inspect", self.name).stdout
-        return json.loads(out)[0]  # type: ignore[no-any-return]
-
-    @property
-    def driver(self) -> str:
-        """The name to give ``--ipam-driver`` (or ``-d``): the *tagged* name. dockerd
-        20.10 registers a managed plugin's driver as ``name:latest``, and an untagged
-        ``--ipam-driver name`` activates the plugin but then fails with
-        ``invalid ipam driver: "name"``."""
-        return self.name if ":" in self.name.rsplit("/", 1)[-1] else f"{self.name}:latest"
-
-    @property
-    def id(self) -> str:
-        return str(self.inspect()["Id"])
-
-    def socket(self) -> Path:
-        """The plugin's socket as the host sees it (see the class doc)."""
-        info = self.inspect()
-        return PLUGIN_DIR / info["Id"] / info["Config"]["Interface"]["Socket"]
-
-    def close(self) -> None:
-        """Disable and remove it; if dockerd is gone (killed), kill what is left
-        of the plugin's process and remove its socket directory."""
-        if self.created and self.dockerd.running:
-            self.disable(force=True)
-            self.remove(force=True)
-        self.created = False
-        if self.plugin_id:
-            _remove_cgroups(self.plugin_id)
-            runtime = PLUGIN_DIR / self.plugin_id
-            if runtime.is_dir() and not mounts_under(runtime):
-                shutil.rmtree(runtime, ignore_errors=True)
 
 
 @contextlib.contextmanager

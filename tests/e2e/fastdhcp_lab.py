@@ -3,19 +3,20 @@ end-to-end test takes (a network, a container, its lease on the server)."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import docker_lab
-import lab
+import docker_plugins
+import labnet
+import labprocess
 
 from fastdhcp.store import Store
 
 
-class FastdhcpPlugin(docker_lab.PluginProcess):
+class FastdhcpPlugin(docker_plugins.PluginProcess):
     """``fastdhcp serve`` under a unique plugin name, its store in its workdir."""
 
     kind = "fastdhcp"
@@ -32,11 +33,6 @@ class FastdhcpPlugin(docker_lab.PluginProcess):
             "--acquire-timeout", "15", *self.extra_args,
         ]  # fmt: skip
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
     def store_leases(self) -> dict[str, str]:
         """address -> MAC, as the plugin's store holds them."""
         with Store.open(self.state_dir, readonly=True) as store:
@@ -47,7 +43,7 @@ class FastdhcpPlugin(docker_lab.PluginProcess):
             return [pool.pool_id for pool in store.pools()]
 
 
-def network(dockerd: docker_lab.Dockerd, segment: lab.Segment, plugin: FastdhcpPlugin,
+def network(dockerd: docker_lab.Dockerd, segment: labnet.Segment, plugin: FastdhcpPlugin,
             *extra: str, check: bool = True) -> tuple[str, Any]:  # fmt: skip
     name = dockerd.new_name("n")
     result = dockerd.docker(
@@ -74,11 +70,11 @@ def server_leases(server: Any) -> dict[str, str]:
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    lab.wait_for(predicate, timeout, what)
+    labprocess.wait_for(predicate, timeout, what)
 
 
 def assert_container_matches_lease(
-    dockerd: docker_lab.Dockerd, name: str, server: Any, segment: lab.Segment
+    dockerd: docker_lab.Dockerd, name: str, server: Any, segment: labnet.Segment
 ) -> str:
     mac = docker_lab.container_mac(dockerd, name)
     address, prefix = docker_lab.container_ipv4(dockerd, name)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import docker_lab
+import docker_plugins
 import engines
 import lab
 import lab_pytest
@@ -32,7 +33,7 @@ def readme_compose_file() -> str:
 
 @pytest.fixture
 def fastdhcp(
-    request: pytest.FixtureRequest, plugins: list[docker_lab.PluginProcess], tmp_path: Path,
+    request: pytest.FixtureRequest, plugins: list[docker_plugins.PluginProcess], tmp_path: Path,
     segment: lab.Segment,
 ) -> FastdhcpPlugin:  # fmt: skip
     """serve as the README says to run it for Compose v2, which sends a network's

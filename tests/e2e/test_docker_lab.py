@@ -38,12 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import docker_lab
-import lab
+import docker_plugins
+import labnet
+import labprocess
 import pytest
 
 pytestmark = pytest.mark.root
 
-ProbeFactory = Callable[..., docker_lab.ProbePlugin]
+ProbeFactory = Callable[..., docker_plugins.ProbePlugin]
 Call = tuple[str, dict[str, Any] | None]  # (method, body) as dockerd sends it
 
 MAC_KEY = "com.docker.network.endpoint.macaddress"
@@ -61,8 +63,8 @@ def _host_state() -> dict[str, Any]:
     """What a dockerd could change on the host outside its own root. Other
     lab runs' ``fdt*`` links and cgroups come and go concurrently: left out."""
     fw = ""
-    if lab.have_binary("iptables-save"):
-        out = lab.run("iptables-save", check=False).stdout
+    if labprocess.have_binary("iptables-save"):
+        out = labprocess.run("iptables-save", check=False).stdout
         fw = "\n".join(ln for ln in out.splitlines() if not ln.startswith("#"))
     cgroups = set()
     for ctl in docker_lab.CGROUP_ROOT.iterdir():
@@ -72,7 +74,7 @@ def _host_state() -> dict[str, Any]:
             }
     etc = Path("/etc/docker")
     return {
-        "links": sorted(n for n in lab._link_names() if not n.startswith(lab.PREFIX)),
+        "links": sorted(n for n in labnet._link_names() if not n.startswith(labnet.PREFIX)),
         "etc_docker": sorted(os.listdir(etc)) if etc.is_dir() else None,
         "var_lib_docker": Path("/var/lib/docker").exists(),
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
@@ -82,7 +84,7 @@ def _host_state() -> dict[str, Any]:
 
 
 def _probe_network(
-    dockerd: docker_lab.Dockerd, segment: lab.Segment, probe: docker_lab.ProbePlugin
+    dockerd: docker_lab.Dockerd, segment: labnet.Segment, probe: docker_plugins.ProbePlugin
 ) -> tuple[str, str, int]:
     """A macvlan network with the probe as IPAM driver, created the way
     fastdhcp's users will: without --subnet.
@@ -107,7 +109,7 @@ def _probe_network(
         subnet = POOL  # the route appeared during the create: once more, with it
 
 
-def _pool_body(segment: lab.Segment, pool_field: str) -> dict[str, Any]:
+def _pool_body(segment: labnet.Segment, pool_field: str) -> dict[str, Any]:
     return {
         "AddressSpace": "probe-local",
         "Pool": pool_field,
@@ -154,7 +156,7 @@ def _assert_phases(
 
 
 def test_dockerd_starts_stops_and_leaves_nothing(
-    e2e_session: None, segment: lab.Segment, tmp_path: Path
+    e2e_session: None, segment: labnet.Segment, tmp_path: Path
 ) -> None:
     """A private dockerd answers within seconds, runs a container (which makes
     its netns mount, cgroups, containerd-shim), and its teardown leaves no
@@ -178,7 +180,7 @@ def test_dockerd_starts_stops_and_leaves_nothing(
         assert any(x.startswith("mount ") for x in live), live
         assert any(x.startswith("cgroup ") for x in live), live
         assert any(x.startswith("process ") for x in live), live
-        assert "docker0" not in lab._link_names()
+        assert "docker0" not in labnet._link_names()
         root = d.root
     assert d.leftovers() == []
     assert not root.exists()
@@ -209,7 +211,7 @@ def test_teardown_after_dockerd_crash(e2e_session: None, tmp_path: Path) -> None
 
 
 def test_restart_keeps_containers_and_networks(
-    segment: lab.Segment, dockerd: docker_lab.Dockerd, busybox: str
+    segment: labnet.Segment, dockerd: docker_lab.Dockerd, busybox: str
 ) -> None:
     """restart() (graceful, then after a crash) comes back on the same data root."""
     net = docker_lab.macvlan_network(dockerd, segment, subnet=POOL, gateway=GATEWAY)
@@ -243,7 +245,7 @@ def test_busybox_image_runs_echo(dockerd: docker_lab.Dockerd, busybox: str) -> N
 
 
 def test_default_ipam_macvlan_reaches_server_namespace(
-    segment: lab.Segment, dockerd: docker_lab.Dockerd, busybox: str
+    segment: labnet.Segment, dockerd: docker_lab.Dockerd, busybox: str
 ) -> None:
     net = docker_lab.macvlan_network(
         dockerd, segment, subnet=POOL, gateway=GATEWAY, ip_range="10.99.200.0/24"
@@ -266,7 +268,7 @@ def test_default_ipam_macvlan_reaches_server_namespace(
 
 
 def test_probe_plugin_records_the_ipam_protocol(
-    segment: lab.Segment,
+    segment: labnet.Segment,
     dockerd: docker_lab.Dockerd,
     busybox: str,
     probe_plugin: ProbeFactory,
@@ -356,7 +358,7 @@ RESTART_CASES: dict[str, dict[str, Any]] = {
     indirect=["dockerd"],
 )
 def test_restart_replays(
-    segment: lab.Segment,
+    segment: labnet.Segment,
     dockerd: docker_lab.Dockerd,
     busybox: str,
     probe_plugin: ProbeFactory,
@@ -380,7 +382,7 @@ def test_restart_replays(
 
     since = probe.last_seq()
     dockerd.restart(graceful=spec["graceful"])
-    lab.wait_for(lambda: _status(dockerd, b) == "running", 20, f"{b} to run again")
+    labprocess.wait_for(lambda: _status(dockerd, b) == "running", 20, f"{b} to run again")
     live_restore = "--live-restore" in spec["args"]
     if not live_restore:
         probe.wait_for("RequestAddress", lambda r: r["body"]["Address"] == "", since=since)
@@ -438,7 +440,7 @@ def test_restart_replays(
 
 
 def _loop_network(
-    dockerd: docker_lab.Dockerd, seg: lab.Segment, probe: docker_lab.ProbePlugin
+    dockerd: docker_lab.Dockerd, seg: labnet.Segment, probe: docker_plugins.ProbePlugin
 ) -> tuple[Any, float]:
     """network create WITHOUT --subnet on a segment whose host end holds
     10.99.0.1/16, with the probe answering 10.99.0.0/16: (CLI result, seconds)."""
@@ -455,7 +457,7 @@ def _loop_network(
     return result, elapsed
 
 
-def _check_loop(probe: docker_lab.ProbePlugin, seg: lab.Segment) -> list[dict[str, Any]]:
+def _check_loop(probe: docker_plugins.ProbePlugin, seg: labnet.Segment) -> list[dict[str, Any]]:
     """Every RequestPool identical (Pool ""), the last one the probe's error,
     and every pool granted on the way released (newest first) after it."""
     pools = probe.requests("RequestPool")
@@ -477,7 +479,7 @@ def test_request_pool_overlap_loop_bounded(
     failing the 51st call: 51 RequestPool, then 50 ReleasePool, and the
     plugin's error text reaches the user."""
     probe = probe_plugin(pool_limit=50)
-    with lab.Segment(host_address="10.99.0.1/16") as seg:
+    with labnet.Segment(host_address="10.99.0.1/16") as seg:
         result, elapsed = _loop_network(dockerd, seg, probe)
         assert "IpamDriver.RequestPool: probe: RequestPool limit 50 reached" in result.stderr
         pools = _check_loop(probe, seg)
@@ -496,7 +498,7 @@ def test_request_pool_overlap_loop_five_seconds(
     fails. The rate is bounded by the probe (one Python thread per call), not by
     dockerd, which never backs off."""
     probe = probe_plugin(pool_seconds=5.0)
-    with lab.Segment(host_address="10.99.0.1/16") as seg:
+    with labnet.Segment(host_address="10.99.0.1/16") as seg:
         result, elapsed = _loop_network(dockerd, seg, probe)
         assert "RequestPool time limit 5.0s reached" in result.stderr
         pools = _check_loop(probe, seg)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker_lab
+import docker_plugins
 import engines
 import lab
 import lab_pytest
@@ -61,10 +62,10 @@ def state_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def managed(
     dockerd: docker_lab.Dockerd, plugin_dir: Path, state_dir: Path
-) -> Iterator[docker_lab.ManagedPlugin]:
+) -> Iterator[docker_plugins.ManagedPlugin]:
     """The plugin created (its state on ``state_dir``), not yet enabled. On the
     way out, containers and networks go first (they use it), then the plugin."""
-    plugin = docker_lab.ManagedPlugin(
+    plugin = docker_plugins.ManagedPlugin(
         dockerd, plugin_dir, name=f"{dockerd.name}fastdhcp", settings=[f"state.source={state_dir}"]
     )
     try:
@@ -80,7 +81,7 @@ def managed(
 )
 def test_create_enable_use_disable_remove(
     docker_engine: str, dockerd: docker_lab.Dockerd, busybox: str, segment: lab.Segment, dnsmasq: lab.Dnsmasq,
-    managed: docker_lab.ManagedPlugin, state_dir: Path,
+    managed: docker_plugins.ManagedPlugin, state_dir: Path,
 ) -> None:  # fmt: skip
     started = time.monotonic()
     managed.create()

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lab
+import dhcp_clients
+import dhcp_servers
 import lab_pytest
+import labnet
 from serve_process import Serve
 
 WHO = "integration lab"
@@ -34,7 +36,7 @@ def lab_session() -> Iterator[None]:
     """Root check, and removal of leftovers from an earlier run that crashed."""
     lab_pytest.require_root(WHO, "network namespaces, veth, raw sockets")
     require_binaries("ip", "ss")
-    lab.cleanup_stale()
+    labnet.cleanup_stale()
     yield
 
 
@@ -46,23 +48,25 @@ def require(lab_session: None) -> Callable[..., None]:
 
 
 @pytest.fixture
-def segment(lab_session: None) -> Iterator[lab.Segment]:
+def segment(lab_session: None) -> Iterator[labnet.Segment]:
     """A fresh one-server segment: host_if (root ns, no address) <-veth-> server_if."""
-    with lab.Segment() as seg:
+    with labnet.Segment() as seg:
         yield seg
 
 
 @pytest.fixture
 def dnsmasq(
-    request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
-) -> Iterator[lab.Dnsmasq]:
+    request: pytest.FixtureRequest, segment: labnet.Segment, tmp_path: Path
+) -> Iterator[dhcp_servers.Dnsmasq]:
     server = lab_pytest.start_dhcp_server(WHO, "dnsmasq", request, segment, tmp_path)
     yield server  # type: ignore[misc]
     server.close()
 
 
 @pytest.fixture
-def kea(request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path) -> Iterator[lab.Kea]:
+def kea(
+    request: pytest.FixtureRequest, segment: labnet.Segment, tmp_path: Path
+) -> Iterator[dhcp_servers.Kea]:
     server = lab_pytest.start_dhcp_server(WHO, "kea", request, segment, tmp_path)
     yield server  # type: ignore[misc]
     server.close()
@@ -70,10 +74,10 @@ def kea(request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path) ->
 
 @pytest.fixture(params=["dnsmasq", "kea"])
 def dhcp_server(
-    request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
-) -> Iterator[lab.Dnsmasq | lab.Kea]:
+    request: pytest.FixtureRequest, segment: labnet.Segment, tmp_path: Path
+) -> Iterator[dhcp_servers.Dnsmasq | dhcp_servers.Kea]:
     """Each test using it runs once per server. Common interface: ``.name``,
-    ``.leases()`` -> [lab.Lease(expiry, mac, ip, ...)], ``.kill()``, ``.stop()``,
+    ``.leases()`` -> [dhcp_servers.Lease(expiry, mac, ip, ...)], ``.kill()``, ``.stop()``,
     ``.restart()``, ``.running``, ``.server_ip``, ``.log_text()``."""
     server = lab_pytest.start_dhcp_server(WHO, request.param, request, segment, tmp_path)
     yield server
@@ -81,10 +85,10 @@ def dhcp_server(
 
 
 @pytest.fixture
-def udhcpc(segment: lab.Segment) -> Iterator[lab.Udhcpc]:
+def udhcpc(segment: labnet.Segment) -> Iterator[dhcp_clients.Udhcpc]:
     """busybox udhcpc in a new client namespace on ``segment`` (not started)."""
     require_binaries("busybox")
-    client = lab.Udhcpc(segment)
+    client = dhcp_clients.Udhcpc(segment)
     yield client
     client.close()
 

@@ -1,8 +1,8 @@
 """A hostile DHCP segment: the engine, a trusted DHCP server behind a slow path,
 and a forger that answers first, all on one L2 segment.
 
-Topology (every name from :mod:`lab`'s ``fdt<token>`` scheme, so lab.Segment's
-teardown and ``lab.cleanup_stale`` remove it all)::
+Topology (every name from :mod:`labnet`'s ``fdt<token>`` scheme, so labnet.Segment's
+teardown and ``labnet.cleanup_stale`` remove it all)::
 
     root ns                     hub ns (bridge fdt<t>br, a hub: ageing_time 0)
     fdt<t> (engine) <-veth-> fdt<t>up ─┐
@@ -39,13 +39,13 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Self
 
-import lab
+import labnet
+from labprocess import LabError, LabProcess, mkdtemp, rmtree, run
 
 HERE = Path(__file__).resolve().parent
 FORGER = HERE / "forger.py"
@@ -223,77 +223,61 @@ def forward(if_a: str, if_b: str, delay_ab: float, delay_ba: float) -> None:
 # processes
 
 
-class _Child:
+class _Child(LabProcess):
     """A helper process in a lab namespace that prints ``ready`` when it is set
-    up and one JSON line of counts when SIGTERM stops it."""
+    up and one JSON line of counts when SIGTERM stops it (:meth:`stop` returns
+    that, and keeps it in :attr:`report`). Its output goes to a log file in a
+    directory of its own, removed by :meth:`close`."""
 
-    what = "child"
+    label = "child"
+    # The verdict is the report: one that outlives SIGTERM is killed, and then
+    # has none, which stop() says.
+    strict_stop = False
 
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
+    def __init__(self, netns: str) -> None:
+        self.workdir = mkdtemp(f"fdt-{self.label.split()[-1]}-")
+        super().__init__(self.workdir / "out", netns=netns)
         self.report: dict[str, Any] | None = None
-        self.stderr = ""
 
-    def _spawn(self, netns: str, argv: list[str], timeout: float = 10.0) -> None:
-        full = ["ip", "netns", "exec", netns, *argv]
-        lab.LOG.debug("start %s: %s", self.what, " ".join(full))
-        self.proc = subprocess.Popen(
-            full,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        lab._LIVE_PROCS.add(self.proc)  # type: ignore[arg-type]
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if line.strip() != "ready":
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=5)
-            raise lab.LabError(f"{self.what} did not start: {line!r}\n{err}")
+    def _this_run(self) -> str:
+        return self.log_text().rsplit("--- start ", 1)[-1]
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def _ready(self) -> bool:
+        return "ready" in self._this_run().splitlines()
 
-    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+    def stop(self, timeout: float | None = None) -> dict[str, Any]:  # type: ignore[override]
         """SIGTERM; returns (and keeps in :attr:`report`) the process's counts."""
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return self.report or {}
+        code = super().stop(timeout)
         self.proc = None
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate(timeout=5)
-        lab._LIVE_PROCS.discard(proc)
-        self.stderr = err
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        lines = [ln for ln in self._this_run().splitlines() if ln.startswith("{")]
         if not lines:
-            raise lab.LabError(f"{self.what} exited {proc.returncode} without a report:\n{err}")
+            raise LabError(f"{self.label} exited {code} without a report:\n{self.log_tail()}")
         self.report = json.loads(lines[-1])
         return self.report
 
     def close(self) -> None:
-        with contextlib.suppress(lab.LabError):
-            self.stop()
+        try:
+            with contextlib.suppress(LabError):
+                self.stop()
+        finally:
+            rmtree(self.workdir)
 
 
 class Forwarder(_Child):
-    what = "delay forwarder"
+    label = "delay forwarder"
 
-    def start(self, netns: str, if_a: str, if_b: str, delay_ab: float, delay_ba: float) -> None:
-        argv = [sys.executable, str(Path(__file__).resolve()), "forward", if_a, if_b,
-                str(delay_ab), str(delay_ba)]  # fmt: skip
-        self._spawn(netns, argv)
+    def __init__(self, netns: str, if_a: str, if_b: str, delay_ab: float, delay_ba: float) -> None:
+        super().__init__(netns)
+        self.args = [if_a, if_b, str(delay_ab), str(delay_ba)]
+
+    def argv(self) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "forward", *self.args]
 
     def toggle_cut(self) -> None:
         if self.proc is None:
-            raise lab.LabError("the forwarder is not running")
+            raise LabError("the forwarder is not running")
         self.proc.send_signal(signal.SIGUSR1)
 
 
@@ -304,10 +288,10 @@ class Forger(_Child):
     block ``f.report`` holds ``{"seen": {...}, "sent": {...}, "frames": n}``.
     """
 
-    what = "forger"
+    label = "forger"
 
     def __init__(self, segment: HostileSegment, mode: str, *args: str, **options: Any) -> None:
-        super().__init__()
+        super().__init__(segment.forger_ns.netns)
         self.segment = segment
         self.mode = mode
         self.args = list(args)
@@ -322,15 +306,12 @@ class Forger(_Child):
             argv += [f"--{key.replace('_', '-')}", str(value)]
         return argv
 
-    def start(self) -> None:
-        self._spawn(self.segment.forger_ns.netns, self.argv())
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        # stop(), not close()'s quiet one: a forger without a report fails the test.
+        try:
+            self.stop()
+        finally:
+            rmtree(self.workdir)
 
     def sent(self, kind: str | None = None) -> int:
         report = self.report or {}
@@ -346,18 +327,18 @@ class Forger(_Child):
 
 
 class HostileSegment:
-    """lab.Segment (bridged, hub mode) with the forger as ``servers[0]`` on the
+    """labnet.Segment (bridged, hub mode) with the forger as ``servers[0]`` on the
     bridge and the trusted server as ``servers[1]`` behind the delay forwarder.
 
     ``host_if`` is the engine's interface. Start the trusted DHCP server with
-    ``lab.Dnsmasq(seg.segment, server=seg.trusted_ns)`` or ``lab.Kea(...)``.
+    ``dhcp_servers.Dnsmasq(seg.segment, server=seg.trusted_ns)`` or ``dhcp_servers.Kea(...)``.
     """
 
     def __init__(self, delay: float = DEFAULT_DELAY, upstream_delay: float = 0.0) -> None:
         self.delay = delay
         self.upstream_delay = upstream_delay
-        self.segment = lab.Segment(servers=1, bridged=True, server_address=FORGER_CIDR)
-        self.forwarder = Forwarder()
+        self.segment = labnet.Segment(servers=1, bridged=True, server_address=FORGER_CIDR)
+        self.forwarder: Forwarder | None = None  # made once the hub exists
         self._cut = False
 
     # views
@@ -366,11 +347,11 @@ class HostileSegment:
         return self.segment.host_if
 
     @property
-    def forger_ns(self) -> lab.ServerNs:
+    def forger_ns(self) -> labnet.ServerNs:
         return self.segment.servers[0]
 
     @property
-    def trusted_ns(self) -> lab.ServerNs:
+    def trusted_ns(self) -> labnet.ServerNs:
         return self.segment.servers[1]
 
     @property
@@ -401,25 +382,28 @@ class HostileSegment:
         seg = self.segment
         hub = seg.hub_netns
         assert hub is not None
-        tag = lab.PREFIX + seg.token
+        tag = labnet.PREFIX + seg.token
         # A hub: no learning, every frame to every port (the forger sees unicasts).
-        lab.run("ip", "link", "set", "dev", seg.bridge_if, "type", "bridge", "ageing_time", "0",
+        run("ip", "link", "set", "dev", seg.bridge_if, "type", "bridge", "ageing_time", "0",
                 netns=hub)  # fmt: skip
-        # The trusted server's namespace; lab.Segment owns it (teardown, stale cleanup).
+        # The trusted server's namespace; labnet.Segment owns it (teardown, stale cleanup).
         ns = seg._new_netns(f"{tag}s1")
         srv_if, far, near, port = f"{tag}s1", f"{tag}p1", f"{tag}p2", f"{tag}p3"
-        lab.run("ip", "link", "add", far, "type", "veth", "peer", "name", srv_if, "netns", ns,
+        run("ip", "link", "add", far, "type", "veth", "peer", "name", srv_if, "netns", ns,
                 netns=hub)  # fmt: skip
-        lab.run("ip", "link", "add", near, "type", "veth", "peer", "name", port, netns=hub)
-        lab.run("ip", "link", "set", port, "master", seg.bridge_if, "up", netns=hub)
+        run("ip", "link", "add", near, "type", "veth", "peer", "name", port, netns=hub)
+        run("ip", "link", "set", port, "master", seg.bridge_if, "up", netns=hub)
         for name in (far, near):
-            lab.run("ip", "link", "set", name, "up", netns=hub)
-        seg._setup_server(lab.ServerNs(ns, srv_if, TRUSTED_CIDR))
-        self.forwarder.start(hub, far, near, self.delay, self.upstream_delay)
+            run("ip", "link", "set", name, "up", netns=hub)
+        seg._setup_server(labnet.ServerNs(ns, srv_if, TRUSTED_CIDR))
+        self.forwarder = Forwarder(hub, far, near, self.delay, self.upstream_delay)
+        self.forwarder.start()
 
     def set_cut(self, cut: bool) -> None:
         """Cut the trusted server off the segment (True) or join it again."""
         if cut != self._cut:
+            if self.forwarder is None:
+                raise LabError("the forwarder is not running")
             self.forwarder.toggle_cut()
             self._cut = cut
             time.sleep(0.05)  # the signal is handled between two select() calls
@@ -436,7 +420,8 @@ class HostileSegment:
         return Forger(self, mode, *args, **options)
 
     def close(self) -> None:
-        self.forwarder.close()
+        if self.forwarder is not None:
+            self.forwarder.close()
         self.segment.close()
 
 

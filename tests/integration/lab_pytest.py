@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import lab
+import dhcp_servers
+import labnet
 import pytest
 
 REQUIRE_LAB = os.environ.get("FASTDHCP_REQUIRE_LAB") == "1"
@@ -55,35 +56,20 @@ def require_binaries(who: str, *names: str) -> None:
         unavailable(f"{who} needs {', '.join(missing)} on PATH (apt-get install {' '.join(pkgs)})")
 
 
-class LogFile:
-    """What the report hook reads of a lab process that writes one log file,
-    ``self.log`` (tests/conftest.py: ``name``, ``log_file``, ``log_tail``)."""
-
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def log_file(self) -> Path:
-        return self.log
-
-    def log_tail(self, lines: int) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-
 def start_dhcp_server(
-    who: str, kind: str, request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
-) -> lab.Dnsmasq | lab.Kea:
+    who: str, kind: str, request: pytest.FixtureRequest, segment: labnet.Segment, tmp_path: Path
+) -> dhcp_servers.Dnsmasq | dhcp_servers.Kea:
     """Start dnsmasq or Kea on ``segment``, its files under tmp_path (kept after
     the test, for post-mortems), its log shown if the test fails; a start
     failure raises LabError carrying the log tail."""
     if kind == "dnsmasq":
         require_binaries(who, "dnsmasq")
-        server: lab.Dnsmasq | lab.Kea = lab.Dnsmasq(segment, workdir=tmp_path / "dnsmasq")
+        server: dhcp_servers.Dnsmasq | dhcp_servers.Kea = dhcp_servers.Dnsmasq(
+            segment, workdir=tmp_path / "dnsmasq"
+        )
     elif kind == "kea":
         require_binaries(who, "kea-dhcp4")
-        server = lab.Kea(segment, workdir=tmp_path / "kea")
+        server = dhcp_servers.Kea(segment, workdir=tmp_path / "kea")
     else:
         raise ValueError(kind)
     attach(request, server)

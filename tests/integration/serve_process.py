@@ -4,64 +4,47 @@ integration tests that need the real daemon (a SIGKILL, the operator's CLI)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
-import lab
-from lab_pytest import LogFile
+from labprocess import LabProcess
 
 
-class Serve(LogFile):
-    """``python -m fastdhcp serve`` as a process, on a short socket path."""
+class Serve(LabProcess):
+    """``python -m fastdhcp serve`` as a process, on a short socket path.
+
+    :meth:`mark` writes a line that :meth:`start` looks past for the "serving"
+    line, so that a restart on the same log waits for its own."""
+
+    name = label = "fastdhcp serve"  # name: for the report hook (tests/conftest.py)
+    mark_start = False  # mark() is the caller's, where a test wants it
+    # A serve that outlives SIGTERM is SIGKILLed quietly: the test judges the
+    # shutdown by its own checks (the store, the log), not by stop().
+    strict_stop = False
+    ready_timeout = 30.0
+    stop_timeout = 30.0
 
     def __init__(self, state_dir: Path, log: Path) -> None:
+        super().__init__(log)
         self._sockdir = Path(tempfile.mkdtemp(prefix="fdt-serve-"))
         self.socket = self._sockdir / "plugin.sock"
         self.state_dir = state_dir
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []  # more serve options (--metrics ...)
 
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "fastdhcp", "--log-level", "info", "serve",
                 "--socket", str(self.socket), "--state-dir", str(self.state_dir),
                 *self.extra_args]  # fmt: skip
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
-        def listening() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                raise lab.LabError(f"fastdhcp serve exited:\n{self.log_text()[-3000:]}")
-            return "fastdhcp serving on" in self.log_text().split("=== start ===")[-1]
-
-        lab.wait_for(listening, 30.0, "fastdhcp serve")
+    def _ready(self) -> bool:
+        return "fastdhcp serving on" in self.log_text().split("=== start ===")[-1]
 
     def mark(self) -> None:
-        with open(self.log, "a") as out:
+        with open(self.log_file, "a") as out:
             out.write("=== start ===\n")
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def session(self) -> aiohttp.ClientSession:
         """A client of the plugin's socket, with no cap on connections at once."""
@@ -72,9 +55,6 @@ class Serve(LogFile):
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self._sockdir, ignore_errors=True)
-
-    # for the report hook (tests/conftest.py)
-    name = "fastdhcp serve"
 
 
 MAC_OPTION = "com.docker.network.endpoint.macaddress"

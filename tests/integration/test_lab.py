@@ -16,7 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import lab
+import dhcp_clients
+import dhcp_probe
+import dhcp_servers
+import labnet
+import labprocess
 import pytest
 
 Require = Callable[..., None]
@@ -25,12 +29,14 @@ root = pytest.mark.root
 
 
 def _addr_info(ifname: str, netns: str | None = None) -> list[dict[str, object]]:
-    out = lab.run("ip", "-j", "addr", "show", "dev", ifname, netns=netns).stdout
+    out = labprocess.run("ip", "-j", "addr", "show", "dev", ifname, netns=netns).stdout
     return json.loads(out)[0]["addr_info"]  # type: ignore[no-any-return]
 
 
-def _wait_gone(server: lab.Dnsmasq | lab.Kea, ip: str, timeout: float = 5.0) -> None:
-    lab.wait_for(
+def _wait_gone(
+    server: dhcp_servers.Dnsmasq | dhcp_servers.Kea, ip: str, timeout: float = 5.0
+) -> None:
+    labprocess.wait_for(
         lambda: all(le.ip != ip for le in server.leases()),
         timeout,
         f"{server.name} to drop the lease of {ip}",
@@ -42,17 +48,17 @@ def _wait_gone(server: lab.Dnsmasq | lab.Kea, ip: str, timeout: float = 5.0) -> 
 
 
 @root
-def test_segment_topology(segment: lab.Segment) -> None:
+def test_segment_topology(segment: labnet.Segment) -> None:
     names = [segment.host_if, segment.server_if, segment.netns]
     assert all(n.startswith("fdt") and len(n) <= 15 for n in names), names
     # host end: root namespace, up, IPv6 off, no IPv4 address
-    assert segment.host_if in lab._link_names()
+    assert segment.host_if in labnet._link_names()
     ipv6 = Path(f"/proc/sys/net/ipv6/conf/{segment.host_if}/disable_ipv6")
     assert ipv6.read_text().strip() == "1"
     assert _addr_info(segment.host_if) == []
-    assert segment.host_mac == lab._link_mac(segment.host_if)
+    assert segment.host_mac == labnet._link_mac(segment.host_if)
     # server end: in its namespace with the default address
-    assert segment.netns in lab.netns_list()
+    assert segment.netns in labnet.netns_list()
     assert segment.server_ip == "10.99.0.2"
     addrs = [(a["local"], a["prefixlen"]) for a in _addr_info(segment.server_if, segment.netns)]
     assert addrs == [("10.99.0.2", 16)]
@@ -65,12 +71,12 @@ def test_segment_topology(segment: lab.Segment) -> None:
     neigh = segment.run_in_ns("ip", "neigh", "show", "10.99.7.7").stdout
     assert "02:00:00:00:07:07" in neigh and "PERMANENT" in neigh
     # a plain segment has no bridge to add servers to
-    with pytest.raises(lab.LabError):
+    with pytest.raises(labprocess.LabError):
         segment.add_server()
 
 
 @root
-def test_segment_is_silent(segment: lab.Segment) -> None:
+def test_segment_is_silent(segment: labnet.Segment) -> None:
     """Neither the host end nor the server namespace sends anything by itself
     (no IPv6 RS/DAD/MLD, no IPv4 on the host end) - captures stay clean."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as s:
@@ -83,7 +89,7 @@ def test_segment_is_silent(segment: lab.Segment) -> None:
 
 @root
 def test_segment_with_host_address(lab_session: None) -> None:
-    with lab.Segment(host_address="10.99.0.1/16") as seg:
+    with labnet.Segment(host_address="10.99.0.1/16") as seg:
         assert [(a["local"], a["prefixlen"]) for a in _addr_info(seg.host_if)] == [
             ("10.99.0.1", 16)
         ]
@@ -93,14 +99,14 @@ def test_segment_with_host_address(lab_session: None) -> None:
 def test_teardown_leaves_nothing(lab_session: None) -> None:
     """Namespaces, veths, bridge, macvlan, state file and stray processes all go,
     also when the body raised."""
-    with pytest.raises(RuntimeError, match="boom"), lab.Segment(servers=2) as seg:
+    with pytest.raises(RuntimeError, match="boom"), labnet.Segment(servers=2) as seg:
         seg.add_client()
         sleeper = subprocess.Popen(["ip", "netns", "exec", seg.servers[1].netns, "sleep", "60"])
-        assert len(lab.lab_leftovers(seg.token)) == 5  # hub, s0, s1, c0 + host link
+        assert len(labnet.lab_leftovers(seg.token)) == 5  # hub, s0, s1, c0 + host link
         raise RuntimeError("boom")
-    assert lab.lab_leftovers(seg.token) == []
+    assert labnet.lab_leftovers(seg.token) == []
     assert sleeper.wait(5) == -9
-    assert not (lab.STATE_DIR / seg.token).exists()
+    assert not (labnet.STATE_DIR / seg.token).exists()
     # and nobody else's interfaces were touched: only lab names ever vanish
     seg.close()  # idempotent
 
@@ -109,16 +115,16 @@ def test_teardown_leaves_nothing(lab_session: None) -> None:
 def test_cleanup_stale_removes_dead_owners_only(lab_session: None) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
-    crashed = lab.Segment()
+    crashed = labnet.Segment()
     crashed.open()
     # pretend its owner crashed: the state file names a pid that is gone
-    (lab.STATE_DIR / crashed.token).write_text(f"{dead.pid}\n")
-    lab._LIVE_SEGMENTS.discard(crashed)
-    with lab.Segment() as alive:
-        removed = lab.cleanup_stale()
+    (labnet.STATE_DIR / crashed.token).write_text(f"{dead.pid}\n")
+    labnet._LIVE_SEGMENTS.discard(crashed)
+    with labnet.Segment() as alive:
+        removed = labnet.cleanup_stale()
         assert f"netns {crashed.netns}" in removed
-        assert lab.lab_leftovers(crashed.token) == []
-        assert len(lab.lab_leftovers(alive.token)) == 2  # untouched
+        assert labnet.lab_leftovers(crashed.token) == []
+        assert len(labnet.lab_leftovers(alive.token)) == 2  # untouched
 
 
 @root
@@ -126,22 +132,22 @@ def test_two_servers_on_one_segment(require: Require, tmp_path: Path) -> None:
     """Segment(servers=2): both servers see the same broadcast and both answer;
     a real client gets a lease from one of them."""
     require("dnsmasq", "kea-dhcp4", "busybox")
-    with lab.Segment(servers=2) as seg:
+    with labnet.Segment(servers=2) as seg:
         assert [s.ip for s in seg.servers] == ["10.99.0.2", "10.99.0.3"]
         s0, s1 = seg.servers
         with (
-            lab.Dnsmasq(
+            dhcp_servers.Dnsmasq(
                 seg,
                 server=s0,
                 range_start="10.99.1.0",
                 range_end="10.99.100.255",
                 workdir=tmp_path / "dnsmasq",
             ) as dnsmasq,
-            lab.Kea(
+            dhcp_servers.Kea(
                 seg, server=s1, pool=("10.99.101.0", "10.99.200.255"), workdir=tmp_path / "kea"
             ) as kea,
         ):
-            offers = lab.probe_offers(seg, timeout=1.5)
+            offers = dhcp_probe.probe_offers(seg, timeout=1.5)
             by_server = {o.server_id: o for o in offers}
             assert set(by_server) == {"10.99.0.2", "10.99.0.3"}, offers
             assert by_server["10.99.0.2"].src_mac == s0.mac
@@ -150,7 +156,7 @@ def test_two_servers_on_one_segment(require: Require, tmp_path: Path) -> None:
                 "10.99.101.0"
             )
 
-            with lab.Udhcpc(seg) as client:
+            with dhcp_clients.Udhcpc(seg) as client:
                 bound = client.wait_bound()
                 winner = dnsmasq if bound["serverid"] == s0.ip else kea
                 assert [le.ip for le in winner.leases() if le.mac == client.mac] == [bound["ip"]]
@@ -166,7 +172,7 @@ def test_two_servers_on_one_segment(require: Require, tmp_path: Path) -> None:
 
 
 @root
-def test_server_starts_and_stops(dhcp_server: lab.Dnsmasq | lab.Kea) -> None:
+def test_server_starts_and_stops(dhcp_server: dhcp_servers.Dnsmasq | dhcp_servers.Kea) -> None:
     assert dhcp_server.running
     assert dhcp_server.server_ip == "10.99.0.2"
     assert dhcp_server.leases() == []
@@ -180,7 +186,9 @@ def test_server_starts_and_stops(dhcp_server: lab.Dnsmasq | lab.Kea) -> None:
 
 
 @root
-def test_udhcpc_lease_and_release(dhcp_server: lab.Dnsmasq | lab.Kea, udhcpc: lab.Udhcpc) -> None:
+def test_udhcpc_lease_and_release(
+    dhcp_server: dhcp_servers.Dnsmasq | dhcp_servers.Kea, udhcpc: dhcp_clients.Udhcpc
+) -> None:
     udhcpc.start()
     bound = udhcpc.wait_bound()
     assert bound["serverid"] == dhcp_server.server_ip
@@ -199,7 +207,7 @@ def test_udhcpc_lease_and_release(dhcp_server: lab.Dnsmasq | lab.Kea, udhcpc: la
 
     assert udhcpc.stop() == 0  # -R: DHCPRELEASE on exit
     _wait_gone(dhcp_server, ip)
-    if isinstance(dhcp_server, lab.Kea):
+    if isinstance(dhcp_server, dhcp_servers.Kea):
         # append-only memfile: the release is a new row for the address with
         # valid_lifetime 0 and expire = the lease's cltt (grant time), not a
         # removed line and not the release time
@@ -209,7 +217,7 @@ def test_udhcpc_lease_and_release(dhcp_server: lab.Dnsmasq | lab.Kea, udhcpc: la
 
 
 @root
-def test_kea_restart_keeps_leases(kea: lab.Kea, udhcpc: lab.Udhcpc) -> None:
+def test_kea_restart_keeps_leases(kea: dhcp_servers.Kea, udhcpc: dhcp_clients.Udhcpc) -> None:
     udhcpc.release_on_exit = False
     ip = udhcpc.once()["ip"]
     assert [le.ip for le in kea.leases()] == [ip]
@@ -220,9 +228,9 @@ def test_kea_restart_keeps_leases(kea: lab.Kea, udhcpc: lab.Udhcpc) -> None:
 
 
 @root
-def test_kea_control_socket(require: Require, segment: lab.Segment, tmp_path: Path) -> None:
+def test_kea_control_socket(require: Require, segment: labnet.Segment, tmp_path: Path) -> None:
     require("kea-dhcp4")
-    with lab.Kea(segment, control_socket=True, workdir=tmp_path / "kea") as kea:
+    with dhcp_servers.Kea(segment, control_socket=True, workdir=tmp_path / "kea") as kea:
         reply = kea.command("status-get")
         assert reply["result"] == 0, reply
         assert reply["arguments"]["pid"] == kea.pid
@@ -241,13 +249,13 @@ def test_kea_expiry_is_reclaimed(require: Require, tmp_path: Path) -> None:
         }
     }
     with (
-        lab.Segment() as seg,
-        lab.Kea(seg, valid_lifetime=2, extra=fast, workdir=tmp_path / "kea") as kea,
-        contextlib.closing(lab.Udhcpc(seg, release_on_exit=False)) as client,
+        labnet.Segment() as seg,
+        dhcp_servers.Kea(seg, valid_lifetime=2, extra=fast, workdir=tmp_path / "kea") as kea,
+        contextlib.closing(dhcp_clients.Udhcpc(seg, release_on_exit=False)) as client,
     ):
         ip = client.once()["ip"]  # exits holding the lease: no renew, no release
         assert [le.ip for le in kea.leases()] == [ip]
-        lab.wait_for(
+        labprocess.wait_for(
             lambda: [r["valid_lifetime"] for r in kea.lease_rows()] == ["2", "2", "0"],
             10,
             "Kea to reclaim and then flush the lease",
@@ -255,7 +263,7 @@ def test_kea_expiry_is_reclaimed(require: Require, tmp_path: Path) -> None:
         rows = kea.lease_rows()
         assert [r["state"] for r in rows[:2]] == ["0", "2"]
         assert kea.leases() == []
-        assert lab.kea_active_leases(rows[:2]) == []
+        assert dhcp_servers.kea_active_leases(rows[:2]) == []
 
 
 @root
@@ -263,10 +271,10 @@ def test_perfdhcp_against_kea(require: Require, tmp_path: Path) -> None:
     require("kea-dhcp4", "perfdhcp")
     # perfdhcp works as a relay and needs an address on the host end
     with (
-        lab.Segment(host_address="10.99.0.1/16") as seg,
-        lab.Kea(seg, persist=False, workdir=tmp_path / "kea"),
+        labnet.Segment(host_address="10.99.0.1/16") as seg,
+        dhcp_servers.Kea(seg, persist=False, workdir=tmp_path / "kea"),
     ):
-        report = lab.Perfdhcp(seg).run(rate=100, seconds=3)
+        report = dhcp_clients.Perfdhcp(seg).run(rate=100, seconds=3)
     assert report["exchange"] == "4-way"
     assert report["rate"] > 0
     for kind in ("DISCOVER-OFFER", "REQUEST-ACK"):
@@ -294,7 +302,7 @@ address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostn
 
 
 def test_parse_dnsmasq_leases() -> None:
-    a, b = lab.parse_dnsmasq_leases(DNSMASQ_LEASES)
+    a, b = dhcp_servers.parse_dnsmasq_leases(DNSMASQ_LEASES)
     assert (a.expiry, a.mac, a.ip, a.hostname, a.client_id) == (
         1795869816,
         "fa:bc:12:1b:0f:f1",
@@ -308,7 +316,7 @@ def test_parse_dnsmasq_leases() -> None:
 def test_kea_replay() -> None:
     """Last row per address wins; valid_lifetime 0 = released/deleted; state 2 =
     expired-reclaimed (not active either)."""
-    leases = lab.kea_active_leases(lab.parse_kea_csv(KEA_CSV))
+    leases = dhcp_servers.kea_active_leases(dhcp_servers.parse_kea_csv(KEA_CSV))
     assert [(le.ip, le.mac, le.expiry, le.hostname) for le in leases] == [
         ("10.99.1.1", "aa:00:00:00:00:01", 1795869830, "a&#x2cb")
     ]
@@ -356,7 +364,7 @@ collected packets: 0
 
 
 def test_parse_perfdhcp() -> None:
-    r = lab.parse_perfdhcp(PERFDHCP_REPORT)
+    r = dhcp_clients.parse_perfdhcp(PERFDHCP_REPORT)
     assert (r["rate"], r["expected_rate"], r["exchange"], r["malformed_packets"]) == (
         99.6371,
         100.0,
@@ -371,7 +379,7 @@ def test_parse_perfdhcp() -> None:
 
 
 def test_discover_probe_frame() -> None:
-    frame = lab.build_discover("02:fd:00:00:00:01", 0x12345678)
+    frame = dhcp_probe.build_discover("02:fd:00:00:00:01", 0x12345678)
     assert frame[:6] == b"\xff" * 6 and frame[6:12] == bytes.fromhex("02fd00000001")
-    assert lab._ip_checksum(frame[14:34]) == 0  # header checksum verifies
+    assert dhcp_probe._ip_checksum(frame[14:34]) == 0  # header checksum verifies
     assert frame[14 + 20 + 8 + 10 : 14 + 20 + 8 + 12] == b"\x80\x00"  # BROADCAST flag

@@ -21,8 +21,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
-import lab
+import dhcp_servers
 import lab_pytest
+import labnet
+import labprocess
 from machine import Machine
 
 WHO = "the systemd lab"
@@ -38,10 +40,10 @@ def system_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     /etc/systemd/system, not enabled: the test starts them."""
     lab_pytest.require_root(WHO, "debootstrap, chroot and systemd-nspawn")
     lab_pytest.require_binaries(WHO, "debootstrap", "chroot", "systemd-nspawn", "nsenter", "ip")
-    lab.cleanup_stale()
+    labnet.cleanup_stale()
     out = tmp_path_factory.mktemp("system") / "system"
     started = time.monotonic()
-    lab.run(str(ROOT / "scripts" / "build-plugin"), "--include", SYSTEM_PACKAGES,
+    labprocess.run(str(ROOT / "scripts" / "build-plugin"), "--include", SYSTEM_PACKAGES,
             "--out", str(out), timeout=900,
             env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
     print(f"\nthe systemd rootfs took {time.monotonic() - started:.1f} s", file=sys.stderr)
@@ -53,15 +55,15 @@ def system_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
-def segment(system_rootfs: Path) -> Iterator[lab.Segment]:
-    with lab.Segment() as seg:
+def segment(system_rootfs: Path) -> Iterator[labnet.Segment]:
+    with labnet.Segment() as seg:
         yield seg
 
 
 @pytest.fixture
 def dnsmasq(
-    request: pytest.FixtureRequest, segment: lab.Segment, tmp_path: Path
-) -> Iterator[lab.Dnsmasq]:
+    request: pytest.FixtureRequest, segment: labnet.Segment, tmp_path: Path
+) -> Iterator[dhcp_servers.Dnsmasq]:
     server = lab_pytest.start_dhcp_server(WHO, "dnsmasq", request, segment, tmp_path)
     yield server  # type: ignore[misc]
     server.close()
@@ -78,7 +80,7 @@ def plugins_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def machine(
-    request: pytest.FixtureRequest, system_rootfs: Path, segment: lab.Segment,
+    request: pytest.FixtureRequest, system_rootfs: Path, segment: labnet.Segment,
     plugins_dir: Path, tmp_path: Path,
 ) -> Iterator[Machine]:  # fmt: skip
     """The rootfs booted, the segment's host end inside it and up. Its poweroff

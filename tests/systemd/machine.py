@@ -16,63 +16,67 @@ logs "BPF firewalling is not supported" and runs the unit unfenced).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-import lab
-from lab_pytest import LogFile
+import labprocess
+from labprocess import LabProcess
 
 # What systemctl is-system-running answers once boot has ended ("degraded": a
 # unit that this container cannot run failed, e.g. one that needs real hardware).
 BOOTED = ("running", "degraded")
 
 
-class Machine(LogFile):
+class Machine(LabProcess):
     """``rootfs`` booted with ``interface`` moved into it and ``binds``
     (host path -> path inside) mounted; commands run inside with nsenter."""
 
-    name = "systemd machine"  # for the report hook (tests/conftest.py)
+    name = label = "systemd machine"  # name: for the report hook (tests/conftest.py)
+    mark_start = False
+    # Its own session, so that the SIGKILL after an ignored poweroff reaches
+    # nspawn's whole process group.
+    new_session = True
+    kill_group = True
+    strict_stop = False
+    stop_timeout = 30.0
 
     def __init__(
         self, rootfs: Path, machine: str, interface: str, binds: dict[Path, str], log: Path
     ) -> None:
+        super().__init__(log)
         self.rootfs, self.machine, self.interface = rootfs, machine, interface
-        self.binds, self.log = binds, log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.binds = binds
         self.leader = 0  # the container's PID 1, as the host numbers it
 
-    def boot(self, timeout: float = 60.0) -> float:
-        """Boot, and return the seconds until systemd said it was up."""
-        argv = ["systemd-nspawn", "--boot", f"--directory={self.rootfs}",
+    def argv(self) -> list[str]:
+        return ["systemd-nspawn", "--boot", f"--directory={self.rootfs}",
                 f"--machine={self.machine}", "--register=no", "--keep-unit",
                 "--console=read-only", "--private-network",
                 "--system-call-filter=bpf",
                 *(f"--bind={host}:{inside}" for host, inside in self.binds.items())]  # fmt: skip
+
+    def ready_what(self) -> str:
+        return "the container's systemd"
+
+    def boot(self, timeout: float = 60.0) -> float:
+        """Boot, and return the seconds until systemd said it was up."""
         started = time.monotonic()
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        lab.wait_for(self._found_leader, timeout, "the container's systemd")
+        self.ready_timeout = timeout
+        self.start()  # until the container's systemd exists: _ready
         # Moved by hand: nspawn's --network-interface= asks udev, which this host
         # has not run ("Network interface ... is not initialized yet").
-        lab.run("ip", "link", "set", self.interface, "netns", str(self.leader))
-        lab.wait_for(
+        labprocess.run("ip", "link", "set", self.interface, "netns", str(self.leader))
+        labprocess.wait_for(
             lambda: self.systemctl("is-system-running", check=False).stdout.strip() in BOOTED,
             timeout,
             f"systemd booted in {self.machine}",
         )
         return time.monotonic() - started
 
-    def _found_leader(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise lab.LabError(f"systemd-nspawn exited:\n{self.log_tail(30)}")
-        children = lab.run("pgrep", "-P", str(self.process.pid), "-x", "systemd", check=False)
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        children = labprocess.run("pgrep", "-P", str(self.proc.pid), "-x", "systemd", check=False)
         if children.returncode == 0:
             self.leader = int(children.stdout.split()[0])
         return self.leader != 0
@@ -85,7 +89,7 @@ class Machine(LogFile):
         inside = ["nsenter", f"--target={self.leader}", "--all",
                   "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                   "LANG=C.UTF-8", *argv]  # fmt: skip
-        return lab.run(*inside, check=check, timeout=timeout, input=input)
+        return labprocess.run(*inside, check=check, timeout=timeout, input=input)
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--no-pager", *args, check=check)
@@ -98,11 +102,4 @@ class Machine(LogFile):
 
     def poweroff(self, timeout: float = 30.0) -> None:
         """SIGTERM makes nspawn ask the container's systemd for a clean poweroff."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        self.stop(timeout)
