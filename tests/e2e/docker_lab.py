@@ -548,26 +548,10 @@ class Dockerd(LabProcess):
     ) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this daemon. With ``check``, a failure
         raises :class:`LabError` carrying the CLI's output and dockerd's log tail."""
-        argv = [self.cli, *args]
-        LOG.debug("docker: %s", " ".join(argv))
         try:
-            proc = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                input=input,
-                env=self.env(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise self.error(f"timed out after {timeout}s: {' '.join(argv)}") from exc
-        if proc.returncode and check:
-            raise self.error(
-                f"exit {proc.returncode}: {' '.join(argv)}\n"
-                f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}"
-            )
-        return proc
+            return run(self.cli, *args, check=check, timeout=timeout, input=input, env=self.env())
+        except LabError as exc:
+            raise self.error(str(exc)) from None
 
     # -- logs
     def log_tail(self, lines: int = 60) -> str:
