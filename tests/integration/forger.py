@@ -127,6 +127,9 @@ class Forger:
         self.seen: collections.Counter[str] = collections.Counter()
         self.sent: collections.Counter[str] = collections.Counter()
         self.frames = 0
+        self.send_errors: list[str] = []
+        self.busy = False  # answering a frame: a SIGTERM waits (see run)
+        self.stopping = False
         self.flooded: set[tuple[int, int]] = set()
         self.rng = random.Random(args.seed)
         self.flood_serial = 0
@@ -150,7 +153,16 @@ class Forger:
                     break
                 if addr[2] == PACKET_OUTGOING:
                     continue
-                self.on_frame(data)
+                # A SIGTERM while a frame is being answered waits for the answer
+                # (main's on_term): the test stops the forger as soon as the
+                # engine is done, which may be before a slow forger has sent.
+                self.busy = True
+                try:
+                    self.on_frame(data)
+                finally:
+                    self.busy = False
+                if self.stopping:
+                    raise _Stop
 
     def on_frame(self, data: bytes) -> None:
         try:
@@ -323,7 +335,16 @@ class Forger:
             chaddr=chaddr or req.chaddr,
             options=options,
         )
-        self.sock.send(self.frame_for(req, msg))
+        frame = self.frame_for(req, msg)
+        for attempt in range(3):
+            try:
+                self.sock.send(frame)
+                break
+            except OSError as exc:  # ENOBUFS on a busy veth: said in the report
+                self.send_errors.append(f"{what}: {exc}")
+                time.sleep(0.01 * (attempt + 1))
+        else:
+            return
         self.sent[what] += 1
         self.frames += 1
 
@@ -399,6 +420,10 @@ class Forger:
         return pool
 
     def flood(self, req) -> None:  # type: ignore[no-untyped-def]
+        # Unlike one answer, a flood may be cut short between any two frames.
+        self.busy = False
+        if self.stopping:
+            raise _Stop
         pool = self._pool()
         count = self.args.count
         rate = self.args.rate
@@ -437,7 +462,10 @@ class Forger:
                     time.sleep(ahead)
 
     def report(self) -> str:
-        return json.dumps({"seen": self.seen, "sent": self.sent, "frames": self.frames})
+        report = {"seen": self.seen, "sent": self.sent, "frames": self.frames}
+        if self.send_errors:
+            report["send_errors"] = self.send_errors[:10]
+        return json.dumps(report)
 
 
 def _checksum(header: bytes) -> int:
@@ -479,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     forger = Forger(parse_args(argv))
 
     def on_term(signum: int, frame: object) -> None:
-        raise _Stop
+        forger.stopping = True
+        if not forger.busy:
+            raise _Stop
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

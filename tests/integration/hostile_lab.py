@@ -296,6 +296,7 @@ class Forger(_Child):
         self.mode = mode
         self.args = list(args)
         self.options = options
+        self.last_log = ""  # the log's tail when the block ended
 
     def argv(self) -> list[str]:
         seg = self.segment
@@ -311,6 +312,7 @@ class Forger(_Child):
         try:
             self.stop()
         finally:
+            self.last_log = self.log_tail(40)  # for a test's message: the dir goes
             rmtree(self.workdir)
 
     def sent(self, kind: str | None = None) -> int:

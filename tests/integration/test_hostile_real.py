@@ -244,7 +244,7 @@ def test_forged_ack_and_nak_are_ignored(env: Hostile, mode: str, phase: str, pin
 
     (outcome, forger), stats = with_engine(env, body, config(pinned))
     assert forger.seen(phase) >= 1 and forger.sent() >= 1, (
-        f"the forger sent nothing: {forger.report}"
+        f"the forger sent nothing: {forger.report}\n{forger.last_log}"
     )
     reason = expected_reason(mode, phase, pinned)
     if reason is None:
