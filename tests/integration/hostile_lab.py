@@ -391,8 +391,7 @@ class HostileSegment:
         # The trusted server's namespace; labnet.Segment owns it (teardown, stale cleanup).
         ns = seg._new_netns(f"{tag}s1")
         srv_if, far, near, port = f"{tag}s1", f"{tag}p1", f"{tag}p2", f"{tag}p3"
-        run("ip", "link", "add", far, "type", "veth", "peer", "name", srv_if, "netns", ns,
-                netns=hub)  # fmt: skip
+        labnet.add_veth(far, srv_if, ns, netns=hub)
         run("ip", "link", "add", near, "type", "veth", "peer", "name", port, netns=hub)
         run("ip", "link", "set", port, "master", seg.bridge_if, "up", netns=hub)
         for name in (far, near):

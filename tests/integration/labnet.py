@@ -68,6 +68,13 @@ def _link_names(netns: str | None = None) -> dict[str, int]:
     return {link["ifname"]: link["ifindex"] for link in json.loads(out or "[]")}
 
 
+def add_veth(name: str, peer: str, peer_netns: str, *, netns: str | None = None) -> None:
+    """A veth pair: ``name`` in ``netns`` (the root namespace if None), its
+    ``peer`` moved into ``peer_netns``."""
+    run("ip", "link", "add", name, "type", "veth", "peer", "name", peer, "netns", peer_netns,
+        netns=netns)  # fmt: skip
+
+
 def _link_mac(ifname: str, netns: str | None = None) -> str:
     out = run("ip", "-j", "link", "show", "dev", ifname, netns=netns).stdout
     return str(json.loads(out)[0]["address"]).lower()
@@ -316,19 +323,7 @@ class Segment:
         if self.bridged:
             hub = self._new_netns(self.hub_netns)  # type: ignore[arg-type]
             uplink = f"{PREFIX}{self.token}up"
-            run(
-                "ip",
-                "link",
-                "add",
-                self.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                uplink,
-                "netns",
-                hub,
-            )
+            add_veth(self.host_if, uplink, hub)
             # STP off (the default) means ports forward at once; no multicast
             # snooping so broadcasts and anything else just flood.
             run(
@@ -349,19 +344,7 @@ class Segment:
         else:
             ns = self._new_netns(f"{PREFIX}{self.token}s0")
             srv_if = f"{PREFIX}{self.token}s0"
-            run(
-                "ip",
-                "link",
-                "add",
-                self.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                srv_if,
-                "netns",
-                ns,
-            )
+            add_veth(self.host_if, srv_if, ns)
             self._setup_server(ServerNs(ns, srv_if, self._server_address))
         self._host_ifindex = _link_names()[self.host_if]
         _write_sysctl(None, f"net.ipv6.conf.{self.host_if}.disable_ipv6", "1")
@@ -395,20 +378,7 @@ class Segment:
         i = len(self.servers)
         ns = self._new_netns(f"{PREFIX}{self.token}s{i}")
         port, srv_if = f"{PREFIX}{self.token}p{i}", f"{PREFIX}{self.token}s{i}"
-        run(
-            "ip",
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            srv_if,
-            "netns",
-            ns,
-            netns=self.hub_netns,
-        )
+        add_veth(port, srv_if, ns, netns=self.hub_netns)
         run("ip", "link", "set", port, "master", self.bridge_if, "up", netns=self.hub_netns)
         return self._setup_server(ServerNs(ns, srv_if, ip_cidr or self._next_server_cidr()))
 
