@@ -70,7 +70,6 @@ class Engine:
         self._runner = ExchangeRunner(
             transport, self.config, self.stats, self._outbox, self._loop, clock
         )
-        self._closed = False
         self._loop.add_reader(transport.fileno(), self._runner.on_readable)
 
     @classmethod
@@ -96,9 +95,8 @@ class Engine:
 
     def close(self) -> None:
         """Fail every exchange in flight and close the socket."""
-        if self._closed:
+        if self._runner.closed:
             return
-        self._closed = True
         self._runner.close(ProtocolError("the DHCP engine was closed"))
         self._loop.remove_reader(self.transport.fileno())
         self._outbox.close(ProtocolError("the DHCP engine was closed"))
@@ -196,7 +194,7 @@ class Engine:
     # -- exchange bookkeeping -----------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._runner.closed:
             raise ProtocolError("the DHCP engine is closed")
 
     def _new_exchange(self, state: State, mac: bytes, timeout: float, **params: Any) -> Exchange:

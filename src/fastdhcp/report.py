@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .lease import Lease
+from .lease import EXPIRED, LEASE_PHASES, Lease
 from .store import PendingRequest, Store
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
 
 # In the order a lease passes through them; "requesting" is an acquisition
 # between its REQUEST and its ACK (or one cut short, settled at the next start).
-STATES = ("requesting", "bound", "renewing", "rebinding", "expired")
+STATES = ("requesting", *(name for name, _ in LEASE_PHASES), EXPIRED)
 
 
 def _lease_row(pool_id: str, lease: Lease, now: float) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class ExchangeRunner:
         self._rng = random.Random()  # retransmission jitter only: xids use new_xid()
         self.exchanges: dict[int, Exchange] = {}  # on the wire, by xid
         self._slots = Slots(config.max_in_flight)
-        self._closed = False
+        self.closed = False  # the engine's: it checks this before every call
 
     def __len__(self) -> int:
         """Exchanges started and not finished: on the wire or waiting their turn."""
@@ -66,7 +66,7 @@ class ExchangeRunner:
 
     def close(self, error: Exception) -> None:
         """Fail every exchange, on the wire or waiting, with ``error``."""
-        self._closed = True
+        self.closed = True
         for exchange in [*self.exchanges.values(), *self._slots.waiting()]:
             self._finish(exchange, error)
 
@@ -102,7 +102,7 @@ class ExchangeRunner:
             exchange.deadline_handle.cancel()
             exchange.deadline_handle = None
         for admitted in self._slots.leave(exchange):
-            if self._closed:  # close() fails it with the rest
+            if self.closed:  # close() fails it with the rest
                 continue
             self._begin(admitted)
 
